@@ -1,0 +1,13 @@
+import type { Config } from 'jest';
+
+const config: Config = {
+  preset: 'ts-jest',
+  testEnvironment: 'node',
+  roots: ['<rootDir>/spec'],
+  testMatch: ['**/*.spec.ts'],
+  testTimeout: 30_000,
+  // Socket tests are I/O bound; two workers match the two cores of the CI machine.
+  maxWorkers: 2,
+};
+
+export default config;

@@ -1,0 +1,218 @@
+#!/usr/bin/env node
+import { spawnSync } from 'node:child_process';
+import { readFileSync } from 'node:fs';
+import type { AddressInfo } from 'node:net';
+import { join } from 'node:path';
+import { parseArgs, type ParseArgsConfig } from 'node:util';
+import { accessList } from './access';
+import { Multiplexer } from './multiplexer';
+import { DEFAULTS, SETTING_KEYS, type MultiplexerOptions, type SettingKey } from './options';
+
+/** The port used when `--port` is not given. */
+export const DEFAULT_PORT = 7777;
+
+const kebab = (key: string): string => key.replace(/[A-Z]/g, (letter) => `-${letter.toLowerCase()}`);
+
+const BOOLEAN_SETTINGS = new Set<SettingKey>(['sendToOrigin', 'allowHalfOpen']);
+
+const SETTING_HELP: Record<SettingKey, string> = {
+  sendToOrigin: 'the sender receives its own messages too',
+  debugLevel: 'log level: debug|info|notice|warn|error|critical',
+  maxQueuedBytes: 'per-client outbound backlog bound, bytes',
+  highWaterMark: 'backlog above which senders wait for a reading client, bytes',
+  stallTimeout: 'ms a client may stay above the mark before senders stop waiting',
+  slowConsumer: 'past max-queued-bytes: disconnect|drop-newest|drop-oldest',
+  maxPendingBytes: 'inbound bytes held per client before reading pauses',
+  maxClients: 'most clients at once (0: no limit)',
+  maxConnectionsPerAddress: 'most connections from one address (0: no limit)',
+  maxMessageBytes: 'longest line in line framing, bytes',
+  lineOverflow: 'an over-long line: disconnect|discard',
+  idleTimeout: 'disconnect after this many idle ms (0: off)',
+  maxMessagesPerSecond: 'per-client message rate limit (0: off)',
+  maxBytesPerSecond: 'per-client byte rate limit (0: off)',
+  rateLimitAction: 'past the rate limit: throttle|disconnect',
+  filterErrors: 'a failing filter: pass|drop',
+  allowHalfOpen: 'keep a client that sent EOF as a receiver',
+};
+
+const options: ParseArgsConfig['options'] = {
+  port: { type: 'string', short: 'p' },
+  host: { type: 'string', short: 'H' },
+  path: { type: 'string' },
+  framing: { type: 'string' },
+  allow: { type: 'string', multiple: true },
+  deny: { type: 'string', multiple: true },
+  'tls-cert': { type: 'string' },
+  'tls-key': { type: 'string' },
+  'shutdown-timeout': { type: 'string' },
+  help: { type: 'boolean', short: 'h' },
+  version: { type: 'boolean', short: 'v' },
+};
+for (const key of SETTING_KEYS) options[kebab(key)] = { type: BOOLEAN_SETTINGS.has(key) ? 'boolean' : 'string' };
+
+function usage(): string {
+  const settings = SETTING_KEYS.map((key) => {
+    const flag = BOOLEAN_SETTINGS.has(key) ? `--${kebab(key)}` : `--${kebab(key)} <v>`;
+    return `  ${flag.padEnd(36)}${SETTING_HELP[key]} (default ${String(DEFAULTS[key])})`;
+  });
+  return [
+    'Usage: multiplexer [options]',
+    '',
+    'One-to-many TCP broadcast: what one client sends, every other client receives.',
+    '',
+    `  -p, --port <n>                      TCP port (default ${DEFAULT_PORT}; 0 picks a free one)`,
+    '  -H, --host <addr>                   interface to bind (default: all)',
+    '  --path <file>                       listen on a Unix socket instead of TCP',
+    '  --framing raw|line                  raw chunks (default) or whole lines',
+    '  --allow <cidr>                      only let these addresses in (repeat or comma-separate)',
+    '  --deny <cidr>                       keep these addresses out (repeat or comma-separate)',
+    '  --tls-cert <file> --tls-key <file>  listen with TLS',
+    '  --shutdown-timeout <ms>             on SIGINT/SIGTERM, time to flush queues (default 5000)',
+    ...settings,
+    '  -h, --help                          show this help',
+    '  -v, --version                       show the version',
+  ].join('\n');
+}
+
+class UsageError extends Error {}
+
+function version(): string {
+  const pkg = JSON.parse(readFileSync(join(__dirname, '..', '..', 'package.json'), 'utf8')) as { version: string };
+  return pkg.version;
+}
+
+function listOf(values: unknown): string[] {
+  if (!Array.isArray(values)) return [];
+  return values.flatMap((value) => String(value).split(',')).map((entry) => entry.trim()).filter((entry) => entry !== '');
+}
+
+function stringOf(value: unknown): string | undefined {
+  return typeof value === 'string' ? value : undefined;
+}
+
+/** Raises the soft descriptor limit to the hard one, where the OS allows (Linux with prlimit). */
+function raiseDescriptorLimit(): void {
+  try {
+    const line = readFileSync('/proc/self/limits', 'utf8').split('\n').find((text) => text.startsWith('Max open files'));
+    const [soft, hard] = (line ?? '').split(/\s+/).slice(3, 5);
+    if (soft !== undefined && hard !== undefined && soft !== hard) {
+      spawnSync('prlimit', [`--pid=${process.pid}`, `--nofile=${hard}:${hard}`], { stdio: 'ignore', timeout: 2000 });
+    }
+  } catch {
+    // Not Linux, or no prlimit: keep the limit we have.
+  }
+}
+
+interface Plan {
+  readonly options: MultiplexerOptions;
+  readonly listen: { port?: number; host?: string; path?: string };
+  readonly allow: string[];
+  readonly deny: string[];
+  readonly shutdownTimeout: number;
+}
+
+function plan(argv: string[]): Plan | 'help' | 'version' {
+  let parsed;
+  try {
+    parsed = parseArgs({ args: argv, options, strict: true, allowPositionals: false });
+  } catch (error) {
+    throw new UsageError((error as Error).message);
+  }
+  const values = parsed.values as Record<string, string | boolean | (string | boolean)[] | undefined>;
+  if (values.help === true) return 'help';
+  if (values.version === true) return 'version';
+  const settings: Record<string, unknown> = {};
+  for (const key of SETTING_KEYS) {
+    const value = values[kebab(key)];
+    if (value !== undefined) settings[key] = value;
+  }
+  const framing = stringOf(values.framing) ?? 'raw';
+  if (framing !== 'raw' && framing !== 'line') throw new UsageError(`--framing must be raw or line; got ${framing}`);
+  const portText = stringOf(values.port);
+  const port = portText === undefined ? DEFAULT_PORT : Number(portText);
+  if (!/^\d+$/.test(portText ?? '0') || port > 65535) throw new UsageError(`--port must be 0..65535; got ${portText}`);
+  const timeoutText = stringOf(values['shutdown-timeout']) ?? '5000';
+  if (!/^\d+$/.test(timeoutText)) throw new UsageError(`--shutdown-timeout must be a number of ms; got ${timeoutText}`);
+  const cert = stringOf(values['tls-cert']);
+  const key = stringOf(values['tls-key']);
+  if ((cert === undefined) !== (key === undefined)) throw new UsageError('--tls-cert and --tls-key go together');
+  let tls: MultiplexerOptions['tls'];
+  try {
+    tls = cert !== undefined && key !== undefined ? { cert: readFileSync(cert), key: readFileSync(key) } : undefined;
+  } catch (error) {
+    throw new UsageError(`cannot read TLS files: ${(error as Error).message}`);
+  }
+  const path = stringOf(values.path);
+  return {
+    options: { ...settings, framing, tls },
+    listen: path !== undefined ? { path } : { port, host: stringOf(values.host) },
+    allow: listOf(values.allow),
+    deny: listOf(values.deny),
+    shutdownTimeout: Number(timeoutText),
+  };
+}
+
+function describe(address: AddressInfo | string, secure: boolean): string {
+  if (typeof address === 'string') return `unix:${address}`;
+  const host = address.family === 'IPv6' ? `[${address.address}]` : address.address;
+  return `${secure ? 'tls://' : ''}${host}:${address.port}`;
+}
+
+/** Runs the CLI; resolves with the exit code once the server has shut down (or failed to start). */
+export async function main(argv: string[] = process.argv.slice(2)): Promise<number> {
+  let setup: Plan;
+  let mux: Multiplexer;
+  try {
+    const result = plan(argv);
+    if (result === 'help') {
+      process.stdout.write(`${usage()}\n`);
+      return 0;
+    }
+    if (result === 'version') {
+      process.stdout.write(`${version()}\n`);
+      return 0;
+    }
+    setup = result;
+    mux = new Multiplexer(setup.options);
+    if (setup.allow.length > 0 || setup.deny.length > 0) mux.addAccessFilter(accessList({ allow: setup.allow, deny: setup.deny }));
+  } catch (error) {
+    if (error instanceof UsageError || error instanceof TypeError) {
+      process.stderr.write(`multiplexer: ${error.message}\n\n${usage()}\n`);
+      return 2;
+    }
+    throw error;
+  }
+  raiseDescriptorLimit();
+  let address: AddressInfo | string;
+  try {
+    address = await mux.listen(setup.listen);
+  } catch (error) {
+    process.stderr.write(`multiplexer: ${(error as Error).message}\n`);
+    return 1;
+  }
+  process.stdout.write(`multiplexer listening on ${describe(address, setup.options.tls !== undefined)} (${mux.framing.name} framing)\n`);
+  return new Promise<number>((resolve) => {
+    let stopping = false;
+    const stop = (signal: NodeJS.Signals): void => {
+      if (stopping) {
+        process.stderr.write(`multiplexer: ${signal} again, exiting now\n`);
+        process.exit(1);
+      }
+      stopping = true;
+      process.stderr.write(`multiplexer: ${signal}, shutting down\n`);
+      void mux.destroy({ timeout: setup.shutdownTimeout }).then(() => resolve(0));
+    };
+    process.on('SIGINT', stop);
+    process.on('SIGTERM', stop);
+  });
+}
+
+if (require.main === module) {
+  main().then(
+    (code) => process.exit(code),
+    (error: unknown) => {
+      process.stderr.write(`multiplexer: ${String(error)}\n`);
+      process.exit(1);
+    },
+  );
+}

@@ -1,0 +1,346 @@
+import type { Socket } from 'node:net';
+import type { Decoder, MessageSink } from './framing';
+import type { Settings } from './options';
+
+/** Why a client left. Exit filters and the `exit` event receive one of these. */
+export type ExitReason =
+  /** The client closed its side (EOF). */
+  | 'eof'
+  /** The connection was reset (ECONNRESET, EPIPE). */
+  | 'reset'
+  /** Another socket error; the `exit` event carries it. */
+  | 'error'
+  /** Server code called `client.disconnect()`. */
+  | 'kicked'
+  /** Its outbound backlog passed `maxQueuedBytes` under the `disconnect` policy. */
+  | 'slow-consumer'
+  /** It sent a line longer than `maxMessageBytes` under the `disconnect` policy. */
+  | 'line-too-long'
+  /** It passed its rate limit under the `disconnect` action. */
+  | 'rate-limit'
+  /** Nothing was read or written for `idleTimeout` ms. */
+  | 'idle'
+  /** The multiplexer was destroyed. */
+  | 'destroy';
+
+/** What a client needs from the server that owns it. */
+export interface ClientOwner {
+  readonly settings: Readonly<Settings>;
+  /** Called once per client per event-loop turn in which it got data to send. */
+  scheduleFlush(client: Client<object>): void;
+  /** The client's backlog passed `highWaterMark`. */
+  congested(client: Client<object>): void;
+  /** The client's backlog fell to half of `highWaterMark`. */
+  relieved(client: Client<object>): void;
+  /** A message would push the backlog past `maxQueuedBytes`; `dropped` messages were dropped for it. */
+  overflowed(client: Client<object>, dropped: number): void;
+  /** The client started to leave: take it out of the broadcast. */
+  leaving(client: Client<object>): void;
+  /** Counts what was handed to the socket. */
+  wrote(bytes: number, messages: number): void;
+}
+
+/** Messages of at most this size are copied into one buffer per write instead of being sent one by one. */
+const COALESCE_ITEM_BYTES = 2048;
+/** Upper bound of one coalesced write. */
+const COALESCE_WRITE_BYTES = 64 * 1024;
+/** How long a graceful close may wait for the peer to take what is queued before the socket is destroyed. */
+const CLOSE_GRACE_MS = 2000;
+
+/**
+ * One connected client: its socket, where it comes from, per-client state, and its outbound queue.
+ *
+ * Messages for the client are queued (the same Buffer for every receiver, never copied per client) and
+ * written once per event-loop turn; the queue plus what the socket still holds is bounded by
+ * `maxQueuedBytes`.
+ */
+export class Client<S extends object = Record<string, unknown>> {
+  /** Per-client state for server code (a chat nick, a room). Starts empty. */
+  state: Partial<S> = {};
+  /** When the connection was accepted (ms since the epoch). */
+  readonly connectedAt = Date.now();
+  /** Bytes read from the client. */
+  bytesIn = 0;
+  /** Messages the client sent that were broadcast. */
+  messagesIn = 0;
+  /** Messages dropped for this client under a `drop-*` slow-consumer policy. */
+  drops = 0;
+
+  /** @internal Decoder of the configured framing. */
+  decoder: Decoder | null = null;
+  /** @internal Bound sink of this client's messages. */
+  sink: MessageSink | null = null;
+  /** @internal Admitted by the access filters and part of the broadcast. */
+  member = false;
+  /** @internal No longer accepts messages; set when it starts to leave. */
+  closing = false;
+  /** @internal Exit hooks have run (or the client never joined). */
+  exited = false;
+  /** @internal First reason given for its departure. */
+  exitReason: ExitReason | null = null;
+  /** @internal Error that made it leave, if any. */
+  exitError: Error | undefined = undefined;
+  /** @internal Reasons reading from the socket is paused (bit set). */
+  pauseReasons = 0;
+  /** @internal Above `highWaterMark` and holding senders back. */
+  congested = false;
+  /** @internal Was congested longer than `stallTimeout`: no longer holds senders back. */
+  lagging = false;
+  /** @internal When it became congested. */
+  congestedSince = 0;
+  /** @internal In a drop episode: reported once until it recovers. */
+  dropping = false;
+  /** @internal Inbound bytes waiting for an access decision or an async filter. */
+  pendingBytes = 0;
+  /** @internal Waiting for an access decision or an async filter: new messages go to the inbox. */
+  busy = false;
+  /** @internal Messages waiting while busy, as payload, wire pairs. */
+  inbox: Buffer[] = [];
+  /** @internal Rate-limit token buckets and when they were last filled. */
+  rateStamp = 0;
+  /** @internal */
+  messageTokens = 0;
+  /** @internal */
+  byteTokens = 0;
+
+  private readonly queue: Buffer[] = [];
+  private head = 0;
+  private queued = 0;
+  /** What the socket held after our last write: an upper bound, since it only shrinks until we write again. */
+  private socketBacklog = 0;
+  private flushScheduled = false;
+  private waitingDrain = false;
+  private endWhenFlushed = false;
+  private closeTimer: NodeJS.Timeout | null = null;
+
+  /**
+   * @param id unique within its multiplexer, increasing
+   * @param socket the connection
+   * @param address the peer's IP address (IPv4-mapped IPv6 addresses are given as IPv4), or `'local'`
+   * @param port the peer's port (0 for Unix sockets)
+   */
+  constructor(
+    readonly id: number,
+    readonly socket: Socket,
+    readonly address: string,
+    readonly port: number,
+    private readonly owner: ClientOwner,
+  ) {}
+
+  /** Bytes waiting to be sent to the client: its queue plus what the socket has not yet sent. */
+  get queuedBytes(): number {
+    return this.queued + this.socket.writableLength;
+  }
+
+  /** True while the client is connected and part of the broadcast. */
+  get active(): boolean {
+    return this.member && !this.closing;
+  }
+
+  /**
+   * Queues data for this client alone. Strings are sent as UTF-8.
+   * @returns false when the client is leaving or the message was dropped by the slow-consumer policy
+   */
+  send(data: Buffer | string): boolean {
+    return this.enqueue(typeof data === 'string' ? Buffer.from(data) : data);
+  }
+
+  /**
+   * Disconnects the client: it leaves the broadcast at once, gets what is already queued for it, then the
+   * connection closes. Exit filters and the `exit` event run with `reason`.
+   */
+  disconnect(reason: ExitReason = 'kicked'): void {
+    this.leave(reason, undefined, true);
+  }
+
+  /** `client 3 (127.0.0.1:50412)`, for logs. */
+  toString(): string {
+    return `client ${this.id} (${this.address}:${this.port})`;
+  }
+
+  /** @internal Queues a message; the hot path of every delivery. */
+  enqueue(message: Buffer): boolean {
+    if (this.closing) return false;
+    const settings = this.owner.settings;
+    const size = message.length;
+    const total = this.queued + this.socketBacklog + size;
+    if (total > settings.maxQueuedBytes && !this.makeRoom(total - settings.maxQueuedBytes)) return false;
+    this.queue.push(message);
+    this.queued += size;
+    if (!this.flushScheduled && !this.waitingDrain) {
+      this.flushScheduled = true;
+      this.owner.scheduleFlush(this);
+    }
+    if (total > settings.highWaterMark && !this.congested && !this.lagging) this.owner.congested(this);
+    return true;
+  }
+
+  /**
+   * Writes what is queued, coalescing small messages into one buffer, until the socket asks us to wait.
+   * @internal
+   */
+  flush(): void {
+    this.flushScheduled = false;
+    const socket = this.socket;
+    if (socket.destroyed) return;
+    if (socket.writableNeedDrain) {
+      this.waitingDrain = true;
+      return;
+    }
+    const queue = this.queue;
+    const count = queue.length;
+    let head = this.head;
+    let written = 0;
+    let writable = true;
+    const cork = count - head > 1;
+    if (cork) socket.cork();
+    while (head < count && writable) {
+      let end = head + 1;
+      let bytes = queue[head].length;
+      if (bytes <= COALESCE_ITEM_BYTES) {
+        while (end < count && queue[end].length <= COALESCE_ITEM_BYTES && bytes + queue[end].length <= COALESCE_WRITE_BYTES) {
+          bytes += queue[end].length;
+          end += 1;
+        }
+      }
+      writable = socket.write(end - head === 1 ? queue[head] : concat(queue, head, end, bytes));
+      written += bytes;
+      head = end;
+    }
+    if (cork) socket.uncork();
+    const messages = head - this.head;
+    if (head === count) {
+      queue.length = 0;
+      this.head = 0;
+    } else {
+      // Release references to what was written so it can be collected.
+      queue.fill(EMPTY, this.head, head);
+      this.head = head;
+      if (head > 1024 && head * 2 > count) this.compact();
+      this.waitingDrain = true;
+    }
+    this.queued -= written;
+    this.socketBacklog = socket.writableLength;
+    this.owner.wrote(written, messages);
+    this.afterProgress();
+  }
+
+  /** @internal The socket drained: send more. */
+  onDrain(): void {
+    this.waitingDrain = false;
+    this.socketBacklog = this.socket.writableLength;
+    if (this.head < this.queue.length) this.flush();
+    else this.afterProgress();
+  }
+
+  /**
+   * Starts leaving: out of the broadcast at once. A graceful leave sends what is queued first; otherwise the
+   * socket is destroyed. The first reason given wins.
+   * @internal
+   */
+  leave(reason: ExitReason, error: Error | undefined, graceful: boolean): void {
+    if (this.exitReason === null) {
+      this.exitReason = reason;
+      this.exitError = error;
+      this.owner.leaving(this);
+    }
+    const socket = this.socket;
+    if (!graceful || socket.destroyed || !socket.writable) {
+      this.closing = true;
+      this.dropQueue();
+      socket.destroy();
+      return;
+    }
+    if (this.closing) return;
+    this.closing = true;
+    this.endWhenFlushed = true;
+    this.closeTimer = setTimeout(() => socket.destroy(), CLOSE_GRACE_MS);
+    this.closeTimer.unref();
+    if (this.head === this.queue.length && !this.waitingDrain) this.endSocket();
+  }
+
+  /** @internal The socket closed: release everything. */
+  released(): void {
+    if (this.closeTimer !== null) clearTimeout(this.closeTimer);
+    this.closeTimer = null;
+    this.dropQueue();
+    this.decoder = null;
+  }
+
+  /** Drops queued messages (the socket is going away). */
+  private dropQueue(): void {
+    this.queue.length = 0;
+    this.head = 0;
+    this.queued = 0;
+  }
+
+  private afterProgress(): void {
+    if (this.endWhenFlushed && this.head === this.queue.length) {
+      this.endSocket();
+      return;
+    }
+    if (this.congested || this.lagging || this.dropping) {
+      if (this.queued + this.socketBacklog <= this.owner.settings.highWaterMark / 2) {
+        this.dropping = false;
+        this.owner.relieved(this);
+      }
+    }
+  }
+
+  private endSocket(): void {
+    this.endWhenFlushed = false;
+    const socket = this.socket;
+    // Destroy once everything is handed to the kernel: do not wait for a peer that never closes.
+    socket.once('finish', () => socket.destroy());
+    socket.end();
+  }
+
+  /**
+   * Applies the slow-consumer policy to make `excess` bytes of room.
+   * @returns true when the new message may be queued
+   */
+  private makeRoom(excess: number): boolean {
+    const policy = this.owner.settings.slowConsumer;
+    if (policy === 'disconnect') {
+      this.owner.overflowed(this, 0);
+      return false;
+    }
+    let dropped = 0;
+    // drop-oldest: whole messages only, and only those not yet handed to the socket.
+    const fits = policy === 'drop-oldest' && this.queued >= excess;
+    if (fits) {
+      let freed = 0;
+      let head = this.head;
+      while (freed < excess) {
+        freed += this.queue[head].length;
+        this.queue[head] = EMPTY;
+        head += 1;
+        dropped += 1;
+      }
+      this.head = head;
+      this.queued -= freed;
+    } else {
+      dropped = 1;
+    }
+    this.drops += dropped;
+    this.owner.overflowed(this, dropped);
+    return fits;
+  }
+
+  private compact(): void {
+    this.queue.splice(0, this.head);
+    this.head = 0;
+  }
+}
+
+const EMPTY = Buffer.alloc(0);
+
+function concat(queue: Buffer[], start: number, end: number, bytes: number): Buffer {
+  const out = Buffer.allocUnsafe(bytes);
+  let offset = 0;
+  for (let i = start; i < end; i += 1) {
+    out.set(queue[i], offset);
+    offset += queue[i].length;
+  }
+  return out;
+}

@@ -1,0 +1,64 @@
+import createDebug from 'debug';
+
+/** The Tcl `logger` levels, lowest first: `debuglevel` logs its own level and everything above it. */
+export const LOG_LEVELS = ['debug', 'info', 'notice', 'warn', 'error', 'critical'] as const;
+
+/** One of the Tcl `logger` levels. */
+export type LogLevel = (typeof LOG_LEVELS)[number];
+
+type LogFunction = (format: string, ...args: unknown[]) => void;
+
+/**
+ * One `debug` namespace per level and instance (`multiplexer:mp0:warn`).
+ *
+ * A level at or above the threshold is switched on through the logger's own `enabled` flag; below it the
+ * user's `DEBUG` setting decides. `debug.enable()` is never called, so the user's other namespaces keep
+ * whatever they had.
+ */
+export class Logger {
+  private readonly loggers: Record<LogLevel, createDebug.Debugger>;
+  private threshold: LogLevel = 'warn';
+
+  constructor(readonly namespace: string) {
+    const make = (level: LogLevel): createDebug.Debugger => createDebug(`${namespace}:${level}`);
+    this.loggers = {
+      debug: make('debug'),
+      info: make('info'),
+      notice: make('notice'),
+      warn: make('warn'),
+      error: make('error'),
+      critical: make('critical'),
+    };
+  }
+
+  /** The current threshold. */
+  get level(): LogLevel {
+    return this.threshold;
+  }
+
+  set level(level: LogLevel) {
+    this.threshold = level;
+    const rank = LOG_LEVELS.indexOf(level);
+    for (const [index, name] of LOG_LEVELS.entries()) {
+      const logger = this.loggers[name];
+      logger.enabled = index >= rank || createDebug.enabled(logger.namespace);
+    }
+  }
+
+  /** True when a message at `level` would be written: lets callers skip building costly messages. */
+  enabled(level: LogLevel): boolean {
+    return this.loggers[level].enabled;
+  }
+
+  readonly debug: LogFunction = (format, ...args) => this.write('debug', format, args);
+  readonly info: LogFunction = (format, ...args) => this.write('info', format, args);
+  readonly notice: LogFunction = (format, ...args) => this.write('notice', format, args);
+  readonly warn: LogFunction = (format, ...args) => this.write('warn', format, args);
+  readonly error: LogFunction = (format, ...args) => this.write('error', format, args);
+  readonly critical: LogFunction = (format, ...args) => this.write('critical', format, args);
+
+  private write(level: LogLevel, format: string, args: unknown[]): void {
+    const logger = this.loggers[level];
+    if (logger.enabled) logger(format, ...args);
+  }
+}

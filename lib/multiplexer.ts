@@ -1,0 +1,985 @@
+import { EventEmitter } from 'eventemitter3';
+import * as net from 'node:net';
+import * as tls from 'node:tls';
+import { Client, type ClientOwner, type ExitReason } from './client';
+import { invalidArgument, toError, withCode } from './errors';
+import { resolveFraming, type Framing, type MessageSink } from './framing';
+import { Logger } from './log';
+import { parseSetting, resolveSettings, settingKey, type MultiplexerOptions, type SettingKey, type Settings } from './options';
+
+/** What a data filter returns: new data, `undefined` to pass the data on unchanged, `null` or `false` to drop it. */
+export type FilterResult = Buffer | string | null | false | undefined;
+
+/**
+ * A data filter (Tcl `AddFilter`): gets the data and its sender, returns what to broadcast.
+ *
+ * In `raw` framing `data` is a chunk as it was read (any boundaries); in `line` framing it is one line
+ * without its terminator, and the result gets a `\n` appended; with a custom framing, one message of it.
+ */
+export type DataFilter<S extends object = Record<string, unknown>> = (
+  data: Buffer,
+  client: Client<S>,
+) => FilterResult | Promise<FilterResult>;
+
+/** What an access filter returns: `-1` or `false` denies, anything else grants. */
+export type AccessDecision = boolean | number | string | null | undefined | void;
+
+/** An access filter (Tcl `AddAccessFilter`): decides whether a new client may join. Throwing denies. */
+export type AccessFilter<S extends object = Record<string, unknown>> = (
+  client: Client<S>,
+) => AccessDecision | Promise<AccessDecision>;
+
+/** An exit filter (Tcl `AddExitFilter`): runs once when a client that joined leaves. Its result is ignored. */
+export type ExitFilter<S extends object = Record<string, unknown>> = (client: Client<S>, reason: ExitReason) => unknown;
+
+/** Why a connection was refused before it joined. */
+export type DenyReason =
+  /** An access filter returned `-1` or `false`. */
+  | 'access-filter'
+  /** An access filter threw or rejected (fail closed). */
+  | 'access-error'
+  /** `maxClients` were connected already. */
+  | 'max-clients'
+  /** `maxConnectionsPerAddress` were connected from its address already. */
+  | 'max-per-address'
+  /** The multiplexer was shutting down. */
+  | 'destroyed';
+
+/** A limit that acted on a client without disconnecting it. */
+export type LimitKind =
+  /** Its backlog passed `maxQueuedBytes`: messages for it are being dropped (reported once per episode). */
+  | 'slow-consumer'
+  /** It stayed above `highWaterMark` for `stallTimeout` ms: senders no longer wait for it. */
+  | 'lagging'
+  /** A line past `maxMessageBytes` was discarded (`lineOverflow: 'discard'`). */
+  | 'line-too-long'
+  /** It passed its rate limit: reading from it pauses until the rate allows more. */
+  | 'rate-limit';
+
+/** Where an error reported through the `error` event came from. */
+export interface ErrorContext<S extends object = Record<string, unknown>> {
+  /** The hook, listener or operation that failed. */
+  readonly source: 'filter' | 'accessFilter' | 'exitFilter' | 'broadcast' | 'listener' | 'server';
+  /** The client concerned, if any. */
+  readonly client?: Client<S>;
+}
+
+/** The events of a {@link Multiplexer}, with their listener signatures. */
+export interface MultiplexerEvents<S extends object = Record<string, unknown>> {
+  /** Listening: a TCP address, or the Unix socket path. */
+  listening: (address: net.AddressInfo | string) => void;
+  /** A client passed the access filters and joined the broadcast. */
+  connect: (client: Client<S>) => void;
+  /** A message from `client` is being broadcast: the bytes receivers get, after the data filters. */
+  data: (message: Buffer, client: Client<S>) => void;
+  /** A client that joined has left, after the exit filters ran. `error` is set for socket errors. */
+  exit: (client: Client<S>, reason: ExitReason, error?: Error) => void;
+  /** A connection was refused before it joined; its socket is closed. */
+  deny: (client: Client<S>, reason: DenyReason) => void;
+  /** A limit acted on a client that stays connected. */
+  limit: (client: Client<S>, limit: LimitKind) => void;
+  /** User code threw or rejected, or the listening socket failed to accept. The server keeps running. */
+  error: (error: Error, context: ErrorContext<S>) => void;
+  /** `destroy()` finished: the listener and every client are closed. */
+  close: () => void;
+}
+
+/** Where to listen: a TCP port and host, or a Unix socket path. */
+export interface ListenOptions {
+  /** TCP port; 0 picks a free one. Default 0. */
+  port?: number;
+  /** Interface to bind; default all (IPv6 and IPv4). */
+  host?: string;
+  /** A Unix socket path instead of TCP. */
+  path?: string;
+  /** Pending-connection queue length. */
+  backlog?: number;
+}
+
+/** Options of {@link Multiplexer.destroy}. */
+export interface DestroyOptions {
+  /** How long to let healthy clients take what is queued for them before closing them hard (ms). Default 5000. */
+  timeout?: number;
+}
+
+/** Counters and gauges of one multiplexer, as returned by {@link Multiplexer.stats}. */
+export interface MultiplexerStats {
+  /** Clients connected, including those awaiting an access decision. */
+  connections: number;
+  /** Clients that joined the broadcast and are still in it. */
+  clients: number;
+  messagesIn: number;
+  bytesIn: number;
+  /** Messages handed to client sockets (one per receiver). */
+  messagesOut: number;
+  bytesOut: number;
+  /** Bytes waiting to be sent, over all clients. */
+  queuedBytes: number;
+  /** Messages dropped under a `drop-*` slow-consumer policy. */
+  drops: number;
+  /** Messages a data filter dropped. */
+  filtered: number;
+  /** Data filters that threw or rejected. */
+  filterErrors: number;
+  /** Other hooks and listeners that threw or rejected. */
+  hookErrors: number;
+  /** Clients whose reading is paused at the moment, for any reason. */
+  pausedClients: number;
+  /** Departures of joined clients, by reason. */
+  disconnects: Record<ExitReason, number>;
+  /** Refused connections, by reason. */
+  denials: Record<DenyReason, number>;
+  /** Limits that acted without disconnecting, by kind. */
+  limits: Record<LimitKind, number>;
+}
+
+const PAUSE_PENDING = 1;
+const PAUSE_CONGESTION = 2;
+const PAUSE_RATE = 4;
+
+let instances = 0;
+
+function isPromiseLike(value: unknown): value is PromiseLike<unknown> {
+  return typeof value === 'object' && value !== null && typeof (value as PromiseLike<unknown>).then === 'function';
+}
+
+function zeroes<K extends string>(keys: readonly K[]): Record<K, number> {
+  return Object.fromEntries(keys.map((key) => [key, 0])) as Record<K, number>;
+}
+
+const EXIT_REASONS: readonly ExitReason[] = ['eof', 'reset', 'error', 'kicked', 'slow-consumer', 'line-too-long', 'rate-limit', 'idle', 'destroy'];
+const DENY_REASONS: readonly DenyReason[] = ['access-filter', 'access-error', 'max-clients', 'max-per-address', 'destroyed'];
+const LIMIT_KINDS: readonly LimitKind[] = ['slow-consumer', 'lagging', 'line-too-long', 'rate-limit'];
+
+/** IPv4-mapped IPv6 (`::ffff:1.2.3.4`) is reported as the IPv4 address, as Tcl does. */
+function normalizeAddress(address: string | undefined): string {
+  if (address === undefined) return 'local';
+  return address.startsWith('::ffff:') && net.isIPv4(address.slice(7)) ? address.slice(7) : address;
+}
+
+/**
+ * A one-to-many message server: what one client sends, every other client receives.
+ *
+ * The path of a message, in order: connect → `accessFilter` → read → frame → `filter` → `data` event →
+ * `broadcast` → per-client queue → write; and when a client leaves, `exitFilter` → `exit` event.
+ *
+ * @typeParam S - the shape of `client.state`
+ * @example
+ * const mux = new Multiplexer({ framing: 'line' });
+ * mux.addFilter((line, client) => `${client.address}: ${line}`);
+ * await mux.listen(7777);
+ */
+export class Multiplexer<S extends object = Record<string, unknown>> extends EventEmitter<MultiplexerEvents<S>> {
+  /** The instance name, used in log namespaces (`multiplexer:<name>:<level>`). */
+  readonly name: string;
+  /** The instance's logger; its threshold is the `debugLevel` setting. */
+  readonly log: Logger;
+  /** The framing in use. */
+  readonly framing: Framing;
+
+  private readonly settings: Settings;
+  private readonly tlsOptions: tls.TlsOptions | undefined;
+  private readonly filters: DataFilter<S>[] = [];
+  private readonly accessFilters: AccessFilter<S>[] = [];
+  private readonly exitFilters: ExitFilter<S>[] = [];
+  private readonly members = new Set<Client<S>>();
+  private readonly connections = new Set<Client<S>>();
+  private readonly perAddress = new Map<string, number>();
+  private readonly congestion = new Set<Client<S>>();
+  private readonly heldSenders = new Set<Client<S>>();
+  private readonly guardedListeners = new WeakMap<object, Map<string, (...args: unknown[]) => void>>();
+  private readonly owner: ClientOwner;
+  private server: net.Server | null = null;
+  private nextId = 0;
+  private dirty: Client<S>[] = [];
+  private spare: Client<S>[] = [];
+  private flushTimer: NodeJS.Immediate | null = null;
+  private watchdog: NodeJS.Timeout | null = null;
+  private destroyed: Promise<void> | null = null;
+  private rateLimited = false;
+  /** Set by destroy(): called when the last client has closed. */
+  private allClosed: (() => void) | null = null;
+  private readonly counters = {
+    messagesIn: 0,
+    bytesIn: 0,
+    messagesOut: 0,
+    bytesOut: 0,
+    drops: 0,
+    filtered: 0,
+    filterErrors: 0,
+    hookErrors: 0,
+    disconnects: zeroes(EXIT_REASONS),
+    denials: zeroes(DENY_REASONS),
+    limits: zeroes(LIMIT_KINDS),
+  };
+
+  /**
+   * Creates an instance (Tcl `::multiplexer::create`). Options are validated at once; bad ones throw a
+   * TypeError with `code: 'ERR_INVALID_OPTION'` naming the option and what it accepts.
+   */
+  constructor(options: MultiplexerOptions = {}) {
+    super();
+    this.settings = resolveSettings(options);
+    this.framing = resolveFraming(options.framing);
+    this.tlsOptions = options.tls;
+    if (options.tls !== undefined && (typeof options.tls !== 'object' || options.tls === null)) {
+      throw invalidArgument('tls must be an object of tls.createServer options (key, cert, ...)');
+    }
+    this.name = options.name ?? `mp${instances}`;
+    instances += 1;
+    this.log = new Logger(`multiplexer:${this.name}`);
+    this.log.level = this.settings.debugLevel;
+    this.rateLimited = this.settings.maxBytesPerSecond > 0 || this.settings.maxMessagesPerSecond > 0;
+    this.owner = this.createOwner();
+  }
+
+  // ---------------------------------------------------------------- hooks
+
+  /**
+   * Adds a data filter (Tcl `AddFilter`). Filters run in registration order, each on the previous one's
+   * result; the last result is broadcast. A filter may be async: the sender's later messages wait, so
+   * everyone still receives them in the order sent.
+   * @example
+   * mux.addFilter((line, client) => `${client.state.nick}: ${line}`);
+   */
+  addFilter(filter: DataFilter<S>): this {
+    this.filters.push(assertFunction(filter, 'filter'));
+    return this;
+  }
+
+  /**
+   * Adds an access filter (Tcl `AddAccessFilter`). Filters run in registration order when a client
+   * connects; `-1` or `false` (or a throw) denies and closes it at once. Until all have granted, the client
+   * is not part of the broadcast, and what it sends meanwhile waits.
+   * @example
+   * mux.addAccessFilter((client) => client.address === '127.0.0.1' || -1);
+   */
+  addAccessFilter(filter: AccessFilter<S>): this {
+    this.accessFilters.push(assertFunction(filter, 'access filter'));
+    return this;
+  }
+
+  /**
+   * Adds an exit filter (Tcl `AddExitFilter`): it runs once when a client that joined leaves, for
+   * whatever reason. Errors are logged and ignored; the result is ignored.
+   * @example
+   * mux.addExitFilter((client, reason) => mux.sendToAll(`${client.state.nick} left (${reason})\n`));
+   */
+  addExitFilter(filter: ExitFilter<S>): this {
+    this.exitFilters.push(assertFunction(filter, 'exit filter'));
+    return this;
+  }
+
+  /**
+   * Transforms one message before it is broadcast. The default runs the filters added with `addFilter`;
+   * override it in a subclass (and call `super.filter` to keep them). Returns a Promise only when a filter
+   * is async.
+   */
+  filter(data: Buffer, client: Client<S>): FilterResult | Promise<FilterResult> {
+    return this.runFilters(data, client, 0);
+  }
+
+  /**
+   * Decides whether a new client may join. The default runs the filters added with `addAccessFilter`;
+   * override it in a subclass. `-1` or `false` denies.
+   */
+  accessFilter(client: Client<S>): AccessDecision | Promise<AccessDecision> {
+    return this.runAccessFilters(client, 0);
+  }
+
+  /**
+   * Runs when a client that joined leaves. The default runs the filters added with `addExitFilter`, each
+   * guarded; override it in a subclass.
+   */
+  exitFilter(client: Client<S>, reason: ExitReason): void | Promise<void> {
+    for (const exitFilter of this.exitFilters) this.callHook('exitFilter', client, () => exitFilter(client, reason));
+  }
+
+  /**
+   * Sends one message to its receivers: by default every client that joined, except the sender unless
+   * `sendToOrigin` is set. Override it for rooms or private messages; queue with `client.send()`.
+   * Runs for every message: keep it free of allocations.
+   * @param message the bytes to send (the same Buffer goes to every receiver; do not modify it)
+   * @param sender the client it came from
+   */
+  protected broadcast(message: Buffer, sender: Client<S>): void {
+    const toOrigin = this.settings.sendToOrigin;
+    for (const client of this.members) {
+      if (client !== sender || toOrigin) client.enqueue(message);
+    }
+  }
+
+  // ---------------------------------------------------------------- server code API
+
+  /** The clients that joined the broadcast, in the order they joined. */
+  get clients(): ReadonlySet<Client<S>> {
+    return this.members;
+  }
+
+  /** Server code sends `data` to every client that joined, except `except`. Strings are sent as UTF-8. */
+  sendToAll(data: Buffer | string, except?: Client<S>): void {
+    const message = typeof data === 'string' ? Buffer.from(data) : data;
+    for (const client of this.members) {
+      if (client !== except) client.enqueue(message);
+    }
+  }
+
+  /** Server code sends `data` to one client. Same as `client.send(data)`. */
+  sendTo(client: Client<S>, data: Buffer | string): boolean {
+    return client.send(data);
+  }
+
+  /** Disconnects one client (it gets what is queued for it first). Same as `client.disconnect(reason)`. */
+  disconnect(client: Client<S>, reason: ExitReason = 'kicked'): void {
+    client.disconnect(reason);
+  }
+
+  // ---------------------------------------------------------------- configuration
+
+  /** All settings. */
+  config(): Readonly<Settings>;
+  /** One setting, by camelCase or Tcl name (`sendtoorigin`, `debuglevel`). */
+  config<K extends SettingKey>(key: K): Settings[K];
+  config(key: string): Settings[SettingKey];
+  /**
+   * Changes one setting (Tcl `Config key value`), by camelCase or Tcl name. Tcl-style values such as `1`,
+   * `"yes"` or `"4096"` are accepted. An unknown key or a bad value throws a TypeError naming the valid ones.
+   */
+  config(key: string, value: unknown): this;
+  config(key?: string, value?: unknown): Readonly<Settings> | Settings[SettingKey] | this {
+    if (key === undefined) return { ...this.settings };
+    const name = settingKey(key);
+    if (arguments.length < 2) return this.settings[name];
+    this.apply(name, value);
+    return this;
+  }
+
+  // ---------------------------------------------------------------- lifecycle
+
+  /**
+   * Starts listening (Tcl `Init port`). Resolves with the bound address once listening; rejects with
+   * `code: 'EADDRINUSE'` when the port is taken.
+   * @param where a port (0 for any free one), a Unix socket path, or {@link ListenOptions}
+   */
+  listen(where: number | string | ListenOptions = 0): Promise<net.AddressInfo | string> {
+    if (this.destroyed !== null) return Promise.reject(withCode(new Error('this multiplexer was destroyed'), 'ERR_DESTROYED'));
+    if (this.server !== null) return Promise.reject(withCode(new Error('already listening; create another Multiplexer to listen twice'), 'ERR_ALREADY_LISTENING'));
+    let options: net.ListenOptions;
+    try {
+      options = listenOptions(where);
+    } catch (error) {
+      return Promise.reject(error);
+    }
+    const onConnection = (socket: net.Socket): void => this.accept(socket);
+    const server = this.tlsOptions
+      ? tls.createServer({ ...this.tlsOptions, allowHalfOpen: true }, onConnection)
+      : net.createServer({ allowHalfOpen: true }, onConnection);
+    this.server = server;
+    return new Promise((resolve, reject) => {
+      const onError = (error: NodeJS.ErrnoException): void => {
+        this.server = null;
+        const where = options.path ?? `${options.host ?? 'all interfaces'} port ${options.port}`;
+        const message = error.code === 'EADDRINUSE' ? `cannot listen on ${where}: address already in use` : `cannot listen on ${where}: ${error.message}`;
+        reject(Object.assign(new Error(message, { cause: error }), { code: error.code ?? 'ERR_LISTEN' }));
+      };
+      server.once('error', onError);
+      server.listen(options, () => {
+        server.off('error', onError);
+        server.on('error', (error) => this.report(error, { source: 'server' }, 'accept failed: %s'));
+        if (server instanceof tls.Server) {
+          server.on('tlsClientError', (error) => this.log.info('TLS handshake failed: %s', error.message));
+        }
+        const address = server.address() ?? '';
+        this.log.notice('listening on %o', address);
+        this.emitGuarded('listening', address);
+        resolve(address);
+      });
+    });
+  }
+
+  /** Tcl's `Init port`: same as `listen(port)`. */
+  init(port: number): Promise<net.AddressInfo | string> {
+    return this.listen(port);
+  }
+
+  /** The bound address while listening, else null. */
+  address(): net.AddressInfo | string | null {
+    return this.server?.address() ?? null;
+  }
+
+  /**
+   * Shuts down: stops accepting, lets healthy clients take what is queued for them (up to `timeout` ms),
+   * closes every client (exit filters run with reason `'destroy'`), frees everything. Idempotent: later
+   * calls return the same Promise.
+   */
+  destroy(options: DestroyOptions = {}): Promise<void> {
+    if (this.destroyed !== null) return this.destroyed;
+    const timeout = options.timeout ?? 5000;
+    this.destroyed = new Promise<void>((resolve) => {
+      const server = this.server;
+      const serverClosed = new Promise<void>((done) => {
+        if (server === null || !server.listening) done();
+        else server.close(() => done());
+      });
+      const clientsClosed = new Promise<void>((done) => {
+        if (this.connections.size === 0) return done();
+        const timer = setTimeout(() => {
+          for (const client of this.connections) client.leave('destroy', undefined, false);
+        }, timeout);
+        this.allClosed = () => {
+          clearTimeout(timer);
+          done();
+        };
+        for (const client of [...this.connections]) client.leave('destroy', undefined, client.member);
+      });
+      void Promise.all([serverClosed, clientsClosed]).then(() => {
+        this.stopTimers();
+        this.log.notice('destroyed');
+        this.emitGuarded('close');
+        this.removeAllListeners();
+        resolve();
+      });
+    });
+    return this.destroyed;
+  }
+
+  /** A snapshot of the counters; cheap enough to poll every second. */
+  stats(): MultiplexerStats {
+    let queuedBytes = 0;
+    let pausedClients = 0;
+    for (const client of this.connections) {
+      queuedBytes += client.queuedBytes;
+      if (client.pauseReasons !== 0) pausedClients += 1;
+    }
+    const c = this.counters;
+    return {
+      connections: this.connections.size,
+      clients: this.members.size,
+      messagesIn: c.messagesIn,
+      bytesIn: c.bytesIn,
+      messagesOut: c.messagesOut,
+      bytesOut: c.bytesOut,
+      queuedBytes,
+      drops: c.drops,
+      filtered: c.filtered,
+      filterErrors: c.filterErrors,
+      hookErrors: c.hookErrors,
+      pausedClients,
+      disconnects: { ...c.disconnects },
+      denials: { ...c.denials },
+      limits: { ...c.limits },
+    };
+  }
+
+  // ---------------------------------------------------------------- listeners are user code too
+
+  override on<T extends EventEmitter.EventNames<MultiplexerEvents<S>>>(event: T, fn: EventEmitter.EventListener<MultiplexerEvents<S>, T>, context?: unknown): this {
+    return super.on(event, this.guardListener(event, fn), context);
+  }
+
+  override addListener<T extends EventEmitter.EventNames<MultiplexerEvents<S>>>(event: T, fn: EventEmitter.EventListener<MultiplexerEvents<S>, T>, context?: unknown): this {
+    return super.addListener(event, this.guardListener(event, fn), context);
+  }
+
+  override once<T extends EventEmitter.EventNames<MultiplexerEvents<S>>>(event: T, fn: EventEmitter.EventListener<MultiplexerEvents<S>, T>, context?: unknown): this {
+    return super.once(event, this.guardListener(event, fn), context);
+  }
+
+  override removeListener<T extends EventEmitter.EventNames<MultiplexerEvents<S>>>(event: T, fn?: EventEmitter.EventListener<MultiplexerEvents<S>, T>, context?: unknown, once?: boolean): this {
+    const guarded = fn === undefined ? undefined : this.guardedListeners.get(fn)?.get(String(event));
+    return super.removeListener(event, (guarded ?? fn) as typeof fn, context, once);
+  }
+
+  override off<T extends EventEmitter.EventNames<MultiplexerEvents<S>>>(event: T, fn?: EventEmitter.EventListener<MultiplexerEvents<S>, T>, context?: unknown, once?: boolean): this {
+    return this.removeListener(event, fn, context, once);
+  }
+
+  /** Wraps a listener so that what it throws or rejects is logged and reported instead of escaping. */
+  private guardListener<F>(event: string | symbol, fn: F): F {
+    if (typeof fn !== 'function') throw invalidArgument(`listener for ${String(event)} must be a function`);
+    const key = String(event);
+    let byEvent = this.guardedListeners.get(fn);
+    const known = byEvent?.get(key);
+    if (known !== undefined) return known as F;
+    const listener = fn as (...args: unknown[]) => unknown;
+    const guarded = (...args: unknown[]): void => {
+      try {
+        const result = listener.apply(this, args);
+        if (isPromiseLike(result)) result.then(undefined, (error: unknown) => this.listenerFailed(key, error));
+      } catch (error) {
+        this.listenerFailed(key, error);
+      }
+    };
+    if (byEvent === undefined) {
+      byEvent = new Map();
+      this.guardedListeners.set(fn, byEvent);
+    }
+    byEvent.set(key, guarded);
+    return guarded as F;
+  }
+
+  private listenerFailed(event: string, thrown: unknown): void {
+    this.counters.hookErrors += 1;
+    const error = toError(thrown);
+    this.log.error('%s listener failed: %s', event, error.stack ?? error.message);
+    // An error listener that fails is only logged: reporting it again could loop.
+    if (event !== 'error') this.emit('error', error, { source: 'listener' });
+  }
+
+  // ---------------------------------------------------------------- connection lifecycle
+
+  private accept(socket: net.Socket): void {
+    const client = new Client<S>(this.nextId++, socket, normalizeAddress(socket.remoteAddress), socket.remotePort ?? 0, this.owner);
+    this.connections.add(client);
+    const count = (this.perAddress.get(client.address) ?? 0) + 1;
+    this.perAddress.set(client.address, count);
+    socket.setNoDelay(true);
+    socket.on('data', (chunk: Buffer) => this.onSocketData(client, chunk));
+    socket.on('end', () => this.onSocketEnd(client));
+    socket.on('error', (error: NodeJS.ErrnoException) => this.onSocketError(client, error));
+    socket.on('close', () => this.onSocketClose(client));
+    socket.on('drain', () => client.onDrain());
+    socket.on('timeout', () => {
+      this.log.info('%s idle for %d ms', client, this.settings.idleTimeout);
+      client.leave('idle', undefined, true);
+    });
+    this.log.debug('%s connected', client);
+
+    const { maxClients, maxConnectionsPerAddress } = this.settings;
+    if (this.destroyed !== null) return this.deny(client, 'destroyed');
+    if (maxClients > 0 && this.connections.size > maxClients) return this.deny(client, 'max-clients');
+    if (maxConnectionsPerAddress > 0 && count > maxConnectionsPerAddress) return this.deny(client, 'max-per-address');
+
+    if (this.settings.idleTimeout > 0) socket.setTimeout(this.settings.idleTimeout);
+    client.decoder = this.framing.createDecoder(this.settings);
+    client.sink = this.createSink(client);
+    client.busy = true; // what it sends waits in its inbox until it is admitted
+    let decision: AccessDecision | Promise<AccessDecision>;
+    try {
+      decision = this.accessFilter(client);
+    } catch (error) {
+      return this.accessFailed(client, error);
+    }
+    if (isPromiseLike(decision)) {
+      decision.then(
+        (result) => this.decide(client, result),
+        (error: unknown) => this.accessFailed(client, error),
+      );
+    } else {
+      this.decide(client, decision);
+    }
+  }
+
+  private runAccessFilters(client: Client<S>, from: number): AccessDecision | Promise<AccessDecision> {
+    for (let i = from; i < this.accessFilters.length; i += 1) {
+      const result = this.accessFilters[i](client);
+      if (isPromiseLike(result)) {
+        return Promise.resolve(result).then((resolved) => (denies(resolved) ? resolved : this.runAccessFilters(client, i + 1)));
+      }
+      if (denies(result)) return result;
+    }
+    return true;
+  }
+
+  private accessFailed(client: Client<S>, thrown: unknown): void {
+    this.counters.hookErrors += 1;
+    const error = toError(thrown);
+    this.log.warn('access filter failed for %s, denying: %s', client, error.message);
+    this.emitGuarded('error', error, { source: 'accessFilter', client });
+    this.deny(client, 'access-error');
+  }
+
+  private decide(client: Client<S>, decision: AccessDecision): void {
+    if (client.closing) return; // it left, or the server is going down, while we waited
+    if (denies(decision)) return this.deny(client, 'access-filter');
+    client.member = true;
+    this.members.add(client);
+    this.log.debug('%s joined', client);
+    this.emitGuarded('connect', client);
+    client.busy = false;
+    this.drainInbox(client);
+  }
+
+  private deny(client: Client<S>, reason: DenyReason): void {
+    this.counters.denials[reason] += 1;
+    this.log.info('%s denied: %s', client, reason);
+    client.exited = true; // never joined: no exit hooks
+    client.leave('kicked', undefined, false);
+    this.emitGuarded('deny', client, reason);
+  }
+
+  private onSocketEnd(client: Client<S>): void {
+    if (client.decoder !== null && client.sink !== null && !client.closing) client.decoder.end(client.sink);
+    if (!this.settings.allowHalfOpen || !client.member) client.leave('eof', undefined, true);
+  }
+
+  private onSocketError(client: Client<S>, error: NodeJS.ErrnoException): void {
+    const reset = error.code === 'ECONNRESET' || error.code === 'EPIPE';
+    this.log.debug('%s socket error: %s', client, error.message);
+    client.leave(reset ? 'reset' : 'error', error, false);
+  }
+
+  private onSocketClose(client: Client<S>): void {
+    if (!this.connections.delete(client)) return;
+    const count = (this.perAddress.get(client.address) ?? 1) - 1;
+    if (count === 0) this.perAddress.delete(client.address);
+    else this.perAddress.set(client.address, count);
+    this.forget(client);
+    client.closing = true;
+    client.released();
+    const reason = client.exitReason ?? 'eof';
+    if (!client.exited) {
+      client.exited = true;
+      this.counters.disconnects[reason] += 1;
+      this.log.debug('%s left: %s', client, reason);
+      this.callHook('exitFilter', client, () => this.exitFilter(client, reason));
+      this.emitGuarded('exit', client, reason, client.exitError);
+    }
+    if (this.connections.size === 0 && this.allClosed !== null) this.allClosed();
+  }
+
+  /** Takes a leaving client out of every structure that could send to it or wait for it. */
+  private forget(client: Client<S>): void {
+    this.members.delete(client);
+    this.heldSenders.delete(client);
+    if (this.congestion.delete(client) && this.congestion.size === 0) this.releaseSenders();
+  }
+
+  // ---------------------------------------------------------------- the message path
+
+  private onSocketData(client: Client<S>, chunk: Buffer): void {
+    client.bytesIn += chunk.length;
+    this.counters.bytesIn += chunk.length;
+    if (client.closing || client.decoder === null || client.sink === null) return;
+    client.decoder.write(chunk, client.sink);
+    if (this.congestion.size !== 0 && !client.closing) this.holdSender(client);
+  }
+
+  private createSink(client: Client<S>): MessageSink {
+    return {
+      message: (payload, wire) => this.onMessage(client, payload, wire),
+      overflow: (bytes) => this.onOverflow(client, bytes),
+    };
+  }
+
+  private onMessage(client: Client<S>, payload: Buffer, wire: Buffer): void {
+    if (this.rateLimited && !this.chargeRate(client, wire.length)) return;
+    if (client.busy) {
+      client.inbox.push(payload, wire);
+      client.pendingBytes += wire.length;
+      if (client.pendingBytes > this.settings.maxPendingBytes) this.pause(client, PAUSE_PENDING);
+      return;
+    }
+    this.process(client, payload, wire);
+  }
+
+  /** Runs the data filters on one message, then broadcasts it; async filters make later messages wait. */
+  private process(client: Client<S>, payload: Buffer, wire: Buffer): void {
+    if (this.filters.length === 0 && this.filter === Multiplexer.prototype.filter) {
+      this.publish(wire, client);
+      return;
+    }
+    let result: FilterResult | Promise<FilterResult>;
+    try {
+      result = this.filter(payload, client);
+    } catch (error) {
+      result = this.filterFailed(error, client, payload);
+    }
+    if (isPromiseLike(result)) {
+      client.busy = true;
+      Promise.resolve(result)
+        .then(undefined, (error: unknown) => this.filterFailed(error, client, payload))
+        .then((resolved) => {
+          this.filtered(client, payload, wire, resolved);
+          client.busy = false;
+          this.drainInbox(client);
+        });
+      return;
+    }
+    this.filtered(client, payload, wire, result);
+  }
+
+  private filtered(client: Client<S>, payload: Buffer, wire: Buffer, result: FilterResult): void {
+    if (result === undefined || result === payload) this.publish(wire, client);
+    else if (result === null || result === false) this.counters.filtered += 1;
+    else this.publish(this.framing.encode(typeof result === 'string' ? Buffer.from(result) : result), client);
+  }
+
+  private runFilters(data: Buffer, client: Client<S>, from: number): FilterResult | Promise<FilterResult> {
+    let current = data;
+    for (let i = from; i < this.filters.length; i += 1) {
+      let result: FilterResult | Promise<FilterResult>;
+      try {
+        result = this.filters[i](current, client);
+      } catch (error) {
+        result = this.filterFailed(error, client, current);
+      }
+      if (isPromiseLike(result)) {
+        const input = current;
+        return Promise.resolve(result)
+          .then(undefined, (error: unknown) => this.filterFailed(error, client, input))
+          .then((resolved) => {
+            const next = nextData(input, resolved);
+            return next === null ? null : this.runFilters(next, client, i + 1);
+          });
+      }
+      const next = nextData(current, result);
+      if (next === null) return null;
+      current = next;
+    }
+    return current;
+  }
+
+  /** A filter threw: logged and reported; the data goes on unchanged (as Tcl) or, when failing closed, is dropped. */
+  private filterFailed(thrown: unknown, client: Client<S>, input: Buffer): FilterResult {
+    this.counters.filterErrors += 1;
+    const error = toError(thrown);
+    this.log.warn('filter failed on data from %s: %s', client, error.message);
+    this.emitGuarded('error', error, { source: 'filter', client });
+    return this.settings.filterErrors === 'drop' ? null : input;
+  }
+
+  private drainInbox(client: Client<S>): void {
+    const inbox = client.inbox;
+    let i = 0;
+    while (i < inbox.length && !client.busy) {
+      const payload = inbox[i];
+      const wire = inbox[i + 1];
+      i += 2;
+      client.pendingBytes -= wire.length;
+      this.process(client, payload, wire);
+    }
+    inbox.splice(0, i);
+    if (client.pendingBytes <= this.settings.maxPendingBytes / 2) this.unpause(client, PAUSE_PENDING);
+  }
+
+  private publish(message: Buffer, sender: Client<S>): void {
+    sender.messagesIn += 1;
+    this.counters.messagesIn += 1;
+    this.emit('data', message, sender);
+    try {
+      this.broadcast(message, sender);
+    } catch (error) {
+      this.report(error, { source: 'broadcast', client: sender }, 'broadcast failed: %s');
+    }
+  }
+
+  private onOverflow(client: Client<S>, bytes: number): void {
+    const max = this.settings.maxMessageBytes;
+    if (this.settings.lineOverflow === 'discard') {
+      this.log.info('%s sent a message of %d bytes (max %d): discarded', client, bytes, max);
+      this.limitActed(client, 'line-too-long');
+      client.send(`error: message longer than ${max} bytes discarded\n`);
+      return;
+    }
+    this.log.info('%s sent a message of %d bytes (max %d): disconnecting', client, bytes, max);
+    client.send(`error: message longer than ${max} bytes; closing\n`);
+    client.leave('line-too-long', withCode(new RangeError(`message longer than ${max} bytes`), 'ERR_LINE_TOO_LONG'), true);
+  }
+
+  // ---------------------------------------------------------------- flow control
+
+  private pause(client: Client<S>, reason: number): void {
+    if (client.pauseReasons === 0) client.socket.pause();
+    client.pauseReasons |= reason;
+  }
+
+  private unpause(client: Client<S>, reason: number): void {
+    if ((client.pauseReasons & reason) === 0) return;
+    client.pauseReasons &= ~reason;
+    if (client.pauseReasons === 0 && !client.closing) client.socket.resume();
+  }
+
+  /** A receiver is congested: the sender that just fed it waits until it drains. */
+  private holdSender(client: Client<S>): void {
+    this.heldSenders.add(client);
+    this.pause(client, PAUSE_CONGESTION);
+  }
+
+  private releaseSenders(): void {
+    this.stopWatchdog();
+    for (const sender of this.heldSenders) this.unpause(sender, PAUSE_CONGESTION);
+    this.heldSenders.clear();
+  }
+
+  /** Receivers congested for longer than `stallTimeout` stop holding senders back: they are slow consumers. */
+  private checkCongestion(): void {
+    const now = Date.now();
+    for (const client of this.congestion) {
+      if (now - client.congestedSince < this.settings.stallTimeout) continue;
+      client.congested = false;
+      client.lagging = true;
+      this.congestion.delete(client);
+      this.log.notice('%s lagging: %d bytes queued for %d ms; senders no longer wait for it', client, client.queuedBytes, now - client.congestedSince);
+      this.limitActed(client, 'lagging');
+    }
+    if (this.congestion.size === 0) this.releaseSenders();
+  }
+
+  private stopWatchdog(): void {
+    if (this.watchdog !== null) clearInterval(this.watchdog);
+    this.watchdog = null;
+  }
+
+  /** Token buckets of one second: returns false when the client was disconnected for it. */
+  private chargeRate(client: Client<S>, bytes: number): boolean {
+    const { maxMessagesPerSecond, maxBytesPerSecond, rateLimitAction } = this.settings;
+    const now = Date.now();
+    const elapsed = (now - client.rateStamp) / 1000;
+    client.rateStamp = now;
+    client.messageTokens = Math.min(maxMessagesPerSecond, client.messageTokens + elapsed * maxMessagesPerSecond) - 1;
+    client.byteTokens = Math.min(maxBytesPerSecond, client.byteTokens + elapsed * maxBytesPerSecond) - bytes;
+    const waitMessages = maxMessagesPerSecond > 0 && client.messageTokens < 0 ? -client.messageTokens / maxMessagesPerSecond : 0;
+    const waitBytes = maxBytesPerSecond > 0 && client.byteTokens < 0 ? -client.byteTokens / maxBytesPerSecond : 0;
+    const wait = Math.max(waitMessages, waitBytes);
+    if (wait === 0) return true;
+    if (rateLimitAction === 'disconnect') {
+      this.log.info('%s passed its rate limit: disconnecting', client);
+      client.leave('rate-limit', undefined, true);
+      return false;
+    }
+    if ((client.pauseReasons & PAUSE_RATE) === 0) {
+      this.limitActed(client, 'rate-limit');
+      this.pause(client, PAUSE_RATE);
+      const timer = setTimeout(() => this.unpause(client, PAUSE_RATE), Math.ceil(wait * 1000));
+      timer.unref();
+    }
+    return true;
+  }
+
+  // ---------------------------------------------------------------- settings
+
+  private apply<K extends SettingKey>(key: K, value: unknown): void {
+    const parsed = parseSetting(key, value);
+    this.settings[key] = parsed;
+    this.log.debug('config %s = %o', key, parsed);
+    if (key === 'debugLevel') this.log.level = this.settings.debugLevel;
+    if (key === 'idleTimeout') for (const client of this.connections) client.socket.setTimeout(this.settings.idleTimeout);
+    if (key === 'maxMessagesPerSecond' || key === 'maxBytesPerSecond') {
+      this.rateLimited = this.settings.maxBytesPerSecond > 0 || this.settings.maxMessagesPerSecond > 0;
+    }
+  }
+
+  // ---------------------------------------------------------------- internals
+
+  private createOwner(): ClientOwner {
+    const flushAll = (): void => {
+      this.flushTimer = null;
+      const dirty = this.dirty;
+      this.dirty = this.spare;
+      for (let i = 0; i < dirty.length; i += 1) dirty[i].flush();
+      dirty.length = 0;
+      this.spare = dirty;
+    };
+    return {
+      settings: this.settings,
+      scheduleFlush: (client) => {
+        this.dirty.push(client as Client<S>);
+        if (this.flushTimer === null) this.flushTimer = setImmediate(flushAll);
+      },
+      congested: (client) => {
+        client.congested = true;
+        client.congestedSince = Date.now();
+        this.congestion.add(client as Client<S>);
+        if (this.watchdog === null) {
+          this.watchdog = setInterval(() => this.checkCongestion(), Math.max(10, this.settings.stallTimeout / 4));
+          this.watchdog.unref();
+        }
+      },
+      relieved: (client) => {
+        client.lagging = false;
+        if (!client.congested) return;
+        client.congested = false;
+        this.congestion.delete(client as Client<S>);
+        if (this.congestion.size === 0) this.releaseSenders();
+      },
+      overflowed: (client, dropped) => {
+        const typed = client as Client<S>;
+        if (this.settings.slowConsumer === 'disconnect') {
+          this.log.warn('%s is a slow consumer (%d bytes queued, max %d): disconnecting', client, client.queuedBytes, this.settings.maxQueuedBytes);
+          client.leave('slow-consumer', undefined, false);
+          return;
+        }
+        this.counters.drops += dropped;
+        if (!client.dropping) {
+          client.dropping = true;
+          this.log.warn('%s is a slow consumer (%d bytes queued): dropping messages for it', client, client.queuedBytes);
+          this.limitActed(typed, 'slow-consumer');
+        }
+      },
+      leaving: (client) => this.forget(client as Client<S>),
+      wrote: (bytes, messages) => {
+        this.counters.bytesOut += bytes;
+        this.counters.messagesOut += messages;
+      },
+    };
+  }
+
+  private limitActed(client: Client<S>, kind: LimitKind): void {
+    this.counters.limits[kind] += 1;
+    this.emitGuarded('limit', client, kind);
+  }
+
+  /** Calls user code that returns nothing useful; whatever it throws or rejects is logged and reported. */
+  private callHook(source: ErrorContext['source'], client: Client<S>, hook: () => unknown): void {
+    try {
+      const result = hook();
+      if (isPromiseLike(result)) result.then(undefined, (error: unknown) => this.report(error, { source, client }, `${source} failed: %s`));
+    } catch (error) {
+      this.report(error, { source, client }, `${source} failed: %s`);
+    }
+  }
+
+  private report(thrown: unknown, context: ErrorContext<S>, format: string): void {
+    this.counters.hookErrors += 1;
+    const error = toError(thrown);
+    this.log.error(format, error.stack ?? error.message);
+    this.emitGuarded('error', error, context);
+  }
+
+  /** Listeners are guarded when added; this also guards against anything else thrown while emitting. */
+  private emitGuarded<T extends EventEmitter.EventNames<MultiplexerEvents<S>>>(event: T, ...args: EventEmitter.EventArgs<MultiplexerEvents<S>, T>): void {
+    try {
+      this.emit(event, ...args);
+    } catch (error) {
+      this.log.error('%s listener failed: %s', String(event), toError(error).message);
+    }
+  }
+
+  private stopTimers(): void {
+    this.stopWatchdog();
+    if (this.flushTimer !== null) clearImmediate(this.flushTimer);
+    this.flushTimer = null;
+  }
+}
+
+function denies(decision: AccessDecision): boolean {
+  return decision === -1 || decision === false || decision === '-1';
+}
+
+function nextData(current: Buffer, result: FilterResult): Buffer | null {
+  if (result === undefined) return current;
+  if (result === null || result === false) return null;
+  return typeof result === 'string' ? Buffer.from(result) : result;
+}
+
+function assertFunction<F>(value: F, what: string): F {
+  if (typeof value !== 'function') throw invalidArgument(`${what} must be a function; got ${typeof value}`);
+  return value;
+}
+
+function listenOptions(where: number | string | ListenOptions): net.ListenOptions {
+  if (typeof where === 'number' || (typeof where === 'string' && /^\d+$/.test(where))) {
+    return { port: checkPort(Number(where)) };
+  }
+  if (typeof where === 'string') return { path: where };
+  if (typeof where !== 'object' || where === null) throw invalidArgument(`listen() takes a port, a path or { port, host, path }; got ${String(where)}`);
+  if (where.path !== undefined) return { path: where.path, backlog: where.backlog };
+  return { port: checkPort(where.port ?? 0), host: where.host, backlog: where.backlog };
+}
+
+function checkPort(port: number): number {
+  if (!Number.isInteger(port) || port < 0 || port > 65535) throw invalidArgument(`port must be an integer from 0 to 65535; got ${port}`);
+  return port;
+}
+

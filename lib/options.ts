@@ -1,0 +1,199 @@
+import type { TlsOptions } from 'node:tls';
+import { invalidArgument } from './errors';
+import type { Framing } from './framing';
+import { LOG_LEVELS, type LogLevel } from './log';
+
+/** What happens to a client whose outbound backlog passes `maxQueuedBytes`. */
+export type SlowConsumerPolicy = 'disconnect' | 'drop-newest' | 'drop-oldest';
+
+/** What happens to a client that sends a line longer than `maxMessageBytes` in line framing. */
+export type LineOverflowPolicy = 'disconnect' | 'discard';
+
+/** What happens to a client that sends faster than its rate limit. */
+export type RateLimitAction = 'throttle' | 'disconnect';
+
+/** What happens to a message whose data filter throws. */
+export type FilterErrorPolicy = 'pass' | 'drop';
+
+/** The settings that `config()` can read and change at run time. Defaults are in {@link DEFAULTS}. */
+export interface Settings {
+  /** The sender receives its own messages too (Tcl `sendtoorigin`). Default `false`. */
+  sendToOrigin: boolean;
+  /** Log threshold (Tcl `debuglevel`). Default `'warn'`. */
+  debugLevel: LogLevel;
+  /** Hard bound of one client's outbound backlog, in bytes; past it `slowConsumer` applies. Default 8 MiB. */
+  maxQueuedBytes: number;
+  /**
+   * Soft bound of one client's outbound backlog: while a reading client is above it, reading from senders
+   * pauses until it drains below half of it. Default 1 MiB.
+   */
+  highWaterMark: number;
+  /** A client above `highWaterMark` that accepts no bytes for this long (ms) stops pausing senders and is
+   * treated as a slow consumer. Default 500. */
+  stallTimeout: number;
+  /** Policy for a client past `maxQueuedBytes`. Default `'disconnect'`. */
+  slowConsumer: SlowConsumerPolicy;
+  /** Bound of a client's inbound data that waits for an access decision or an async filter; reading from it
+   * pauses past this. Default 1 MiB. */
+  maxPendingBytes: number;
+  /** Most clients at once; 0 is no limit. Excess connections are closed at once. Default 0. */
+  maxClients: number;
+  /** Most connections from one address; 0 is no limit. Default 0. */
+  maxConnectionsPerAddress: number;
+  /** Longest message in `line` framing (or a custom framing that honours it), in bytes. Default 1 MiB. */
+  maxMessageBytes: number;
+  /** Policy for an over-long line. Default `'disconnect'`. */
+  lineOverflow: LineOverflowPolicy;
+  /** Disconnect a client after this many ms without input or output; 0 is off. Default 0. */
+  idleTimeout: number;
+  /** Per-client limit of messages per second; 0 is off. Default 0. */
+  maxMessagesPerSecond: number;
+  /** Per-client limit of bytes per second; 0 is off. Default 0. */
+  maxBytesPerSecond: number;
+  /** What a rate limit does: pause reading (nothing lost) or disconnect. Default `'throttle'`. */
+  rateLimitAction: RateLimitAction;
+  /** A throwing data filter lets the message through unchanged (`'pass'`, as Tcl) or drops it. Default `'pass'`. */
+  filterErrors: FilterErrorPolicy;
+  /** Keep a client that half-closed (sent EOF) as a receiver until it closes. Default `false`, as Tcl. */
+  allowHalfOpen: boolean;
+}
+
+/** Options of `new Multiplexer()`: every setting, plus those fixed at construction. */
+export interface MultiplexerOptions extends Partial<Settings> {
+  /** How bytes become messages: `'raw'` (chunks as they arrive, as Tcl), `'line'`, or your own. Default `'raw'`. */
+  framing?: 'raw' | 'line' | Framing;
+  /** Listen with TLS: at least `key` and `cert`. */
+  tls?: TlsOptions;
+  /** Instance name used in log namespaces (`multiplexer:<name>`). Default `mp<N>`. */
+  name?: string;
+}
+
+/** The default of every setting. */
+export const DEFAULTS: Readonly<Settings> = Object.freeze({
+  sendToOrigin: false,
+  debugLevel: 'warn',
+  maxQueuedBytes: 8 * 1024 * 1024,
+  highWaterMark: 1024 * 1024,
+  stallTimeout: 500,
+  slowConsumer: 'disconnect',
+  maxPendingBytes: 1024 * 1024,
+  maxClients: 0,
+  maxConnectionsPerAddress: 0,
+  maxMessageBytes: 1024 * 1024,
+  lineOverflow: 'disconnect',
+  idleTimeout: 0,
+  maxMessagesPerSecond: 0,
+  maxBytesPerSecond: 0,
+  rateLimitAction: 'throttle',
+  filterErrors: 'pass',
+  allowHalfOpen: false,
+});
+
+/** A setting's name. */
+export type SettingKey = keyof Settings;
+
+const TCL_TRUE = new Set(['1', 'true', 'yes', 'on']);
+const TCL_FALSE = new Set(['0', 'false', 'no', 'off']);
+
+function parseBoolean(key: string, value: unknown): boolean {
+  if (typeof value === 'boolean') return value;
+  const text = String(value).toLowerCase();
+  if (TCL_TRUE.has(text)) return true;
+  if (TCL_FALSE.has(text)) return false;
+  throw invalidArgument(`${key} must be a boolean (true/false, 1/0, yes/no, on/off); got ${describe(value)}`);
+}
+
+function parseCount(key: string, value: unknown, min = 0): number {
+  const number = typeof value === 'string' && value.trim() !== '' ? Number(value) : value;
+  if (typeof number !== 'number' || !Number.isSafeInteger(number) || number < min) {
+    throw invalidArgument(`${key} must be an integer >= ${min}; got ${describe(value)}`);
+  }
+  return number;
+}
+
+function parseChoice<T extends string>(choices: readonly T[]) {
+  return (key: string, value: unknown): T => {
+    const found = choices.find((choice) => choice === value);
+    if (found === undefined) {
+      throw invalidArgument(`${key} must be one of ${choices.join(', ')}; got ${describe(value)}`);
+    }
+    return found;
+  };
+}
+
+function describe(value: unknown): string {
+  return typeof value === 'string' ? JSON.stringify(value) : String(value);
+}
+
+type Parsers = { [K in SettingKey]: (key: string, value: unknown) => Settings[K] };
+
+const PARSERS: Parsers = {
+  sendToOrigin: parseBoolean,
+  debugLevel: parseChoice(LOG_LEVELS),
+  maxQueuedBytes: (key, value) => parseCount(key, value, 1),
+  highWaterMark: (key, value) => parseCount(key, value, 1),
+  stallTimeout: (key, value) => parseCount(key, value, 1),
+  slowConsumer: parseChoice(['disconnect', 'drop-newest', 'drop-oldest'] as const),
+  maxPendingBytes: (key, value) => parseCount(key, value, 1),
+  maxClients: parseCount,
+  maxConnectionsPerAddress: parseCount,
+  maxMessageBytes: (key, value) => parseCount(key, value, 1),
+  lineOverflow: parseChoice(['disconnect', 'discard'] as const),
+  idleTimeout: parseCount,
+  maxMessagesPerSecond: parseCount,
+  maxBytesPerSecond: parseCount,
+  rateLimitAction: parseChoice(['throttle', 'disconnect'] as const),
+  filterErrors: parseChoice(['pass', 'drop'] as const),
+  allowHalfOpen: parseBoolean,
+};
+
+/** Every setting name, in documentation order. */
+export const SETTING_KEYS = Object.keys(PARSERS) as SettingKey[];
+
+const BY_FOLDED_NAME = new Map<string, SettingKey>(SETTING_KEYS.map((key) => [fold(key), key]));
+
+function fold(name: string): string {
+  return name.toLowerCase().replace(/[-_]/g, '');
+}
+
+/**
+ * Finds the setting a config key names: camelCase (`sendToOrigin`), the Tcl spelling (`sendtoorigin`)
+ * or kebab-case (`send-to-origin`). Throws a TypeError naming the valid keys otherwise.
+ */
+export function settingKey(name: string): SettingKey {
+  const key = typeof name === 'string' ? BY_FOLDED_NAME.get(fold(name)) : undefined;
+  if (key === undefined) {
+    throw invalidArgument(
+      `unknown config key ${describe(name)}; valid keys: ${SETTING_KEYS.join(', ')} (Tcl spellings such as sendtoorigin and debuglevel work too)`,
+      'ERR_UNKNOWN_CONFIG_KEY',
+    );
+  }
+  return key;
+}
+
+/** Validates one setting's value, converting Tcl-style strings ("1", "yes", "4096"). */
+export function parseSetting<K extends SettingKey>(key: K, value: unknown): Settings[K] {
+  return PARSERS[key](key, value);
+}
+
+/** Validates constructor options up front and returns the complete settings. */
+export function resolveSettings(options: MultiplexerOptions): Settings {
+  if (options === null || typeof options !== 'object') {
+    throw invalidArgument(`options must be an object; got ${describe(options)}`);
+  }
+  const settings: Settings = { ...DEFAULTS };
+  const assign = <K extends SettingKey>(key: K, value: unknown): void => {
+    settings[key] = parseSetting(key, value);
+  };
+  for (const key of SETTING_KEYS) {
+    const value = options[key];
+    if (value !== undefined) assign(key, value);
+  }
+  const known = new Set<string>([...SETTING_KEYS, 'framing', 'tls', 'name']);
+  for (const key of Object.keys(options)) {
+    if (!known.has(key)) {
+      throw invalidArgument(`unknown option ${describe(key)}; valid options: ${[...known].join(', ')}`);
+    }
+  }
+  return settings;
+}
