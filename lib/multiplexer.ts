@@ -628,7 +628,7 @@ export class Multiplexer<S extends object = Record<string, unknown>> extends Eve
     client.closing = true;
     client.released();
     const reason = client.exitReason ?? 'eof';
-    if (!client.exited) {
+    if (!client.exited && client.member) {
       client.exited = true;
       this.counters.disconnects[reason] += 1;
       this.log.debug('%s left: %s', client, reason);

@@ -29,7 +29,7 @@ export interface Settings {
    */
   highWaterMark: number;
   /** A client above `highWaterMark` that accepts no bytes for this long (ms) stops pausing senders and is
-   * treated as a slow consumer. Default 500. */
+   * treated as a slow consumer. Default 250. */
   stallTimeout: number;
   /** Policy for a client past `maxQueuedBytes`. Default `'disconnect'`. */
   slowConsumer: SlowConsumerPolicy;
@@ -74,7 +74,7 @@ export const DEFAULTS: Readonly<Settings> = Object.freeze({
   debugLevel: 'warn',
   maxQueuedBytes: 8 * 1024 * 1024,
   highWaterMark: 1024 * 1024,
-  stallTimeout: 500,
+  stallTimeout: 250,
   slowConsumer: 'disconnect',
   maxPendingBytes: 1024 * 1024,
   maxClients: 0,
