@@ -55,7 +55,10 @@ const CLOSE_GRACE_MS = 2000;
  * `maxQueuedBytes`.
  */
 export class Client<S extends object = Record<string, unknown>> {
-  /** Per-client state for server code (a chat nick, a room). Starts empty. */
+  /**
+   * Per-client state for server code (a chat nick, a room). Starts empty, so every field is optional
+   * (`Partial<S>`) even after a hook has set it: check before use.
+   */
   state: Partial<S> = {};
   /** When the connection was accepted (ms since the epoch). */
   readonly connectedAt = Date.now();

@@ -8,7 +8,7 @@ import { Logger } from './log';
 import { parseSetting, resolveSettings, settingKey, type MultiplexerOptions, type SettingKey, type Settings } from './options';
 
 /** What a data filter returns: new data, `undefined` to pass the data on unchanged, `null` or `false` to drop it. */
-export type FilterResult = Buffer | string | null | false | undefined;
+export type FilterResult = Buffer | string | null | false | undefined | void;
 
 /**
  * A data filter (Tcl `AddFilter`): gets the data and its sender, returns what to broadcast.
@@ -177,7 +177,7 @@ export class Multiplexer<S extends object = Record<string, unknown>> extends Eve
   /** The framing in use. */
   readonly framing: Framing;
 
-  private readonly settings: Settings;
+  private readonly current: Settings;
   private readonly tlsOptions: tls.TlsOptions | undefined;
   private readonly filters: DataFilter<S>[] = [];
   private readonly accessFilters: AccessFilter<S>[] = [];
@@ -219,7 +219,7 @@ export class Multiplexer<S extends object = Record<string, unknown>> extends Eve
    */
   constructor(options: MultiplexerOptions = {}) {
     super();
-    this.settings = resolveSettings(options);
+    this.current = resolveSettings(options);
     this.framing = resolveFraming(options.framing);
     this.tlsOptions = options.tls;
     if (options.tls !== undefined && (typeof options.tls !== 'object' || options.tls === null)) {
@@ -228,8 +228,8 @@ export class Multiplexer<S extends object = Record<string, unknown>> extends Eve
     this.name = options.name ?? `mp${instances}`;
     instances += 1;
     this.log = new Logger(`multiplexer:${this.name}`);
-    this.log.level = this.settings.debugLevel;
-    this.rateLimited = this.settings.maxBytesPerSecond > 0 || this.settings.maxMessagesPerSecond > 0;
+    this.log.level = this.current.debugLevel;
+    this.rateLimited = this.current.maxBytesPerSecond > 0 || this.current.maxMessagesPerSecond > 0;
     this.owner = this.createOwner();
   }
 
@@ -303,13 +303,18 @@ export class Multiplexer<S extends object = Record<string, unknown>> extends Eve
    * @param sender the client it came from
    */
   protected broadcast(message: Buffer, sender: Client<S>): void {
-    const toOrigin = this.settings.sendToOrigin;
+    const toOrigin = this.current.sendToOrigin;
     for (const client of this.members) {
       if (client !== sender || toOrigin) client.enqueue(message);
     }
   }
 
   // ---------------------------------------------------------------- server code API
+
+  /** The current settings, for subclasses (a `broadcast` override reads `sendToOrigin` here). */
+  protected get settings(): Readonly<Settings> {
+    return this.current;
+  }
 
   /** The clients that joined the broadcast, in the order they joined. */
   get clients(): ReadonlySet<Client<S>> {
@@ -347,9 +352,9 @@ export class Multiplexer<S extends object = Record<string, unknown>> extends Eve
    */
   config(key: string, value: unknown): this;
   config(key?: string, value?: unknown): Readonly<Settings> | Settings[SettingKey] | this {
-    if (key === undefined) return { ...this.settings };
+    if (key === undefined) return { ...this.current };
     const name = settingKey(key);
-    if (arguments.length < 2) return this.settings[name];
+    if (arguments.length < 2) return this.current[name];
     this.apply(name, value);
     return this;
   }
@@ -361,6 +366,9 @@ export class Multiplexer<S extends object = Record<string, unknown>> extends Eve
    * `code: 'EADDRINUSE'` when the port is taken.
    * @param where a port (0 for any free one), a Unix socket path, or {@link ListenOptions}
    */
+  listen(port?: number | (ListenOptions & { path?: undefined })): Promise<net.AddressInfo>;
+  listen(path: string | (ListenOptions & { path: string })): Promise<string>;
+  listen(where?: number | string | ListenOptions): Promise<net.AddressInfo | string>;
   listen(where: number | string | ListenOptions = 0): Promise<net.AddressInfo | string> {
     if (this.destroyed !== null) return Promise.reject(withCode(new Error('this multiplexer was destroyed'), 'ERR_DESTROYED'));
     if (this.server !== null) return Promise.reject(withCode(new Error('already listening; create another Multiplexer to listen twice'), 'ERR_ALREADY_LISTENING'));
@@ -398,7 +406,7 @@ export class Multiplexer<S extends object = Record<string, unknown>> extends Eve
   }
 
   /** Tcl's `Init port`: same as `listen(port)`. */
-  init(port: number): Promise<net.AddressInfo | string> {
+  init(port: number): Promise<net.AddressInfo> {
     return this.listen(port);
   }
 
@@ -540,18 +548,18 @@ export class Multiplexer<S extends object = Record<string, unknown>> extends Eve
     socket.on('close', () => this.onSocketClose(client));
     socket.on('drain', () => client.onDrain());
     socket.on('timeout', () => {
-      this.log.info('%s idle for %d ms', client, this.settings.idleTimeout);
+      this.log.info('%s idle for %d ms', client, this.current.idleTimeout);
       client.leave('idle', undefined, true);
     });
     this.log.debug('%s connected', client);
 
-    const { maxClients, maxConnectionsPerAddress } = this.settings;
+    const { maxClients, maxConnectionsPerAddress } = this.current;
     if (this.destroyed !== null) return this.deny(client, 'destroyed');
     if (maxClients > 0 && this.connections.size > maxClients) return this.deny(client, 'max-clients');
     if (maxConnectionsPerAddress > 0 && count > maxConnectionsPerAddress) return this.deny(client, 'max-per-address');
 
-    if (this.settings.idleTimeout > 0) socket.setTimeout(this.settings.idleTimeout);
-    client.decoder = this.framing.createDecoder(this.settings);
+    if (this.current.idleTimeout > 0) socket.setTimeout(this.current.idleTimeout);
+    client.decoder = this.framing.createDecoder(this.current);
     client.sink = this.createSink(client);
     client.busy = true; // what it sends waits in its inbox until it is admitted
     let decision: AccessDecision | Promise<AccessDecision>;
@@ -610,7 +618,7 @@ export class Multiplexer<S extends object = Record<string, unknown>> extends Eve
 
   private onSocketEnd(client: Client<S>): void {
     if (client.decoder !== null && client.sink !== null && !client.closing) client.decoder.end(client.sink);
-    if (!this.settings.allowHalfOpen || !client.member) client.leave('eof', undefined, true);
+    if (!this.current.allowHalfOpen || !client.member) client.leave('eof', undefined, true);
   }
 
   private onSocketError(client: Client<S>, error: NodeJS.ErrnoException): void {
@@ -667,7 +675,7 @@ export class Multiplexer<S extends object = Record<string, unknown>> extends Eve
     if (client.busy) {
       client.inbox.push(payload, wire);
       client.pendingBytes += wire.length;
-      if (client.pendingBytes > this.settings.maxPendingBytes) this.pause(client, PAUSE_PENDING);
+      if (client.pendingBytes > this.current.maxPendingBytes) this.pause(client, PAUSE_PENDING);
       return;
     }
     this.process(client, payload, wire);
@@ -736,7 +744,7 @@ export class Multiplexer<S extends object = Record<string, unknown>> extends Eve
     const error = toError(thrown);
     this.log.warn('filter failed on data from %s: %s', client, error.message);
     this.emitGuarded('error', error, { source: 'filter', client });
-    return this.settings.filterErrors === 'drop' ? null : input;
+    return this.current.filterErrors === 'drop' ? null : input;
   }
 
   private drainInbox(client: Client<S>): void {
@@ -750,7 +758,7 @@ export class Multiplexer<S extends object = Record<string, unknown>> extends Eve
       this.process(client, payload, wire);
     }
     inbox.splice(0, i);
-    if (client.pendingBytes <= this.settings.maxPendingBytes / 2) this.unpause(client, PAUSE_PENDING);
+    if (client.pendingBytes <= this.current.maxPendingBytes / 2) this.unpause(client, PAUSE_PENDING);
   }
 
   private publish(message: Buffer, sender: Client<S>): void {
@@ -765,8 +773,8 @@ export class Multiplexer<S extends object = Record<string, unknown>> extends Eve
   }
 
   private onOverflow(client: Client<S>, bytes: number): void {
-    const max = this.settings.maxMessageBytes;
-    if (this.settings.lineOverflow === 'discard') {
+    const max = this.current.maxMessageBytes;
+    if (this.current.lineOverflow === 'discard') {
       this.log.info('%s sent a message of %d bytes (max %d): discarded', client, bytes, max);
       this.limitActed(client, 'line-too-long');
       client.send(`error: message longer than ${max} bytes discarded\n`);
@@ -806,7 +814,7 @@ export class Multiplexer<S extends object = Record<string, unknown>> extends Eve
   private checkCongestion(): void {
     const now = Date.now();
     for (const client of this.congestion) {
-      if (now - client.congestedSince < this.settings.stallTimeout) continue;
+      if (now - client.congestedSince < this.current.stallTimeout) continue;
       client.congested = false;
       client.lagging = true;
       this.congestion.delete(client);
@@ -823,7 +831,7 @@ export class Multiplexer<S extends object = Record<string, unknown>> extends Eve
 
   /** Token buckets of one second: returns false when the client was disconnected for it. */
   private chargeRate(client: Client<S>, bytes: number): boolean {
-    const { maxMessagesPerSecond, maxBytesPerSecond, rateLimitAction } = this.settings;
+    const { maxMessagesPerSecond, maxBytesPerSecond, rateLimitAction } = this.current;
     const now = Date.now();
     const elapsed = (now - client.rateStamp) / 1000;
     client.rateStamp = now;
@@ -851,12 +859,12 @@ export class Multiplexer<S extends object = Record<string, unknown>> extends Eve
 
   private apply<K extends SettingKey>(key: K, value: unknown): void {
     const parsed = parseSetting(key, value);
-    this.settings[key] = parsed;
+    this.current[key] = parsed;
     this.log.debug('config %s = %o', key, parsed);
-    if (key === 'debugLevel') this.log.level = this.settings.debugLevel;
-    if (key === 'idleTimeout') for (const client of this.connections) client.socket.setTimeout(this.settings.idleTimeout);
+    if (key === 'debugLevel') this.log.level = this.current.debugLevel;
+    if (key === 'idleTimeout') for (const client of this.connections) client.socket.setTimeout(this.current.idleTimeout);
     if (key === 'maxMessagesPerSecond' || key === 'maxBytesPerSecond') {
-      this.rateLimited = this.settings.maxBytesPerSecond > 0 || this.settings.maxMessagesPerSecond > 0;
+      this.rateLimited = this.current.maxBytesPerSecond > 0 || this.current.maxMessagesPerSecond > 0;
     }
   }
 
@@ -872,7 +880,7 @@ export class Multiplexer<S extends object = Record<string, unknown>> extends Eve
       this.spare = dirty;
     };
     return {
-      settings: this.settings,
+      settings: this.current,
       scheduleFlush: (client) => {
         this.dirty.push(client as Client<S>);
         if (this.flushTimer === null) this.flushTimer = setImmediate(flushAll);
@@ -882,7 +890,7 @@ export class Multiplexer<S extends object = Record<string, unknown>> extends Eve
         client.congestedSince = Date.now();
         this.congestion.add(client as Client<S>);
         if (this.watchdog === null) {
-          this.watchdog = setInterval(() => this.checkCongestion(), Math.max(10, this.settings.stallTimeout / 4));
+          this.watchdog = setInterval(() => this.checkCongestion(), Math.max(10, this.current.stallTimeout / 4));
           this.watchdog.unref();
         }
       },
@@ -895,8 +903,8 @@ export class Multiplexer<S extends object = Record<string, unknown>> extends Eve
       },
       overflowed: (client, dropped) => {
         const typed = client as Client<S>;
-        if (this.settings.slowConsumer === 'disconnect') {
-          this.log.warn('%s is a slow consumer (%d bytes queued, max %d): disconnecting', client, client.queuedBytes, this.settings.maxQueuedBytes);
+        if (this.current.slowConsumer === 'disconnect') {
+          this.log.warn('%s is a slow consumer (%d bytes queued, max %d): disconnecting', client, client.queuedBytes, this.current.maxQueuedBytes);
           client.leave('slow-consumer', undefined, false);
           return;
         }
