@@ -183,27 +183,30 @@ export async function main(argv: string[] = process.argv.slice(2)): Promise<numb
     throw error;
   }
   raiseDescriptorLimit();
+  // Handlers first: a supervisor may signal the moment it sees the ready line.
+  let stopped: Promise<number> | null = null;
+  const stop = (signal: NodeJS.Signals): void => {
+    if (stopped !== null) {
+      process.stderr.write(`multiplexer: ${signal} again, exiting now\n`);
+      process.exit(1);
+    }
+    process.stderr.write(`multiplexer: ${signal}, shutting down\n`);
+    stopped = mux.destroy({ timeout: setup.shutdownTimeout }).then(() => 0);
+  };
+  process.on('SIGINT', stop);
+  process.on('SIGTERM', stop);
   let address: AddressInfo | string;
   try {
     address = await mux.listen(setup.listen);
   } catch (error) {
+    if (stopped !== null) return stopped;
     process.stderr.write(`multiplexer: ${(error as Error).message}\n`);
     return 1;
   }
   process.stdout.write(`multiplexer listening on ${describe(address, setup.options.tls !== undefined)} (${mux.framing.name} framing)\n`);
   return new Promise<number>((resolve) => {
-    let stopping = false;
-    const stop = (signal: NodeJS.Signals): void => {
-      if (stopping) {
-        process.stderr.write(`multiplexer: ${signal} again, exiting now\n`);
-        process.exit(1);
-      }
-      stopping = true;
-      process.stderr.write(`multiplexer: ${signal}, shutting down\n`);
-      void mux.destroy({ timeout: setup.shutdownTimeout }).then(() => resolve(0));
-    };
-    process.on('SIGINT', stop);
-    process.on('SIGTERM', stop);
+    if (stopped !== null) void stopped.then(resolve);
+    else mux.once('close', () => resolve(0));
   });
 }
 

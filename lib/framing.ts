@@ -89,7 +89,8 @@ export class LineDecoder implements Decoder {
       if (this.discarding) {
         this.discarding = false;
       } else if (this.partialBytes === 0) {
-        if (end - start - 1 > this.limits.maxMessageBytes) {
+        const payloadBytes = newline - start - (newline > start && chunk[newline - 1] === CR ? 1 : 0);
+        if (payloadBytes > this.limits.maxMessageBytes) {
           sink.overflow(end - start);
         } else {
           const wire = chunk.subarray(start, end);
@@ -113,7 +114,9 @@ export class LineDecoder implements Decoder {
   }
 
   private completePartial(tail: Buffer, sink: MessageSink): void {
-    if (this.partialBytes + tail.length - 1 > this.limits.maxMessageBytes) {
+    const beforeNewline = tail.length >= 2 ? tail[tail.length - 2] : this.lastHeldByte();
+    const payloadBytes = this.partialBytes + tail.length - 1 - (beforeNewline === CR ? 1 : 0);
+    if (payloadBytes > this.limits.maxMessageBytes) {
       sink.overflow(this.partialBytes + tail.length);
     } else {
       this.partial.push(tail);
@@ -125,7 +128,9 @@ export class LineDecoder implements Decoder {
 
   private hold(rest: Buffer, sink: MessageSink): void {
     if (this.discarding) return;
-    if (this.partialBytes + rest.length > this.limits.maxMessageBytes) {
+    // A trailing \r may be the start of a \r\n terminator: it does not count yet.
+    const limit = this.limits.maxMessageBytes + (rest[rest.length - 1] === CR ? 1 : 0);
+    if (this.partialBytes + rest.length > limit) {
       sink.overflow(this.partialBytes + rest.length);
       this.reset();
       this.discarding = true;
@@ -134,6 +139,11 @@ export class LineDecoder implements Decoder {
     // Copy: the chunk may be a view into a large read buffer that would otherwise stay alive.
     this.partial.push(Buffer.from(rest));
     this.partialBytes += rest.length;
+  }
+
+  private lastHeldByte(): number | undefined {
+    const last = this.partial[this.partial.length - 1];
+    return last === undefined ? undefined : last[last.length - 1];
   }
 
   private reset(): void {

@@ -393,6 +393,10 @@ export class Multiplexer<S extends object = Record<string, unknown>> extends Eve
       server.once('error', onError);
       server.listen(options, () => {
         server.off('error', onError);
+        if (this.destroyed !== null) {
+          reject(withCode(new Error('destroyed while starting to listen'), 'ERR_DESTROYED'));
+          return;
+        }
         server.on('error', (error) => this.report(error, { source: 'server' }, 'accept failed: %s'));
         if (server instanceof tls.Server) {
           server.on('tlsClientError', (error) => this.log.info('TLS handshake failed: %s', error.message));
@@ -426,8 +430,11 @@ export class Multiplexer<S extends object = Record<string, unknown>> extends Eve
     this.destroyed = new Promise<void>((resolve) => {
       const server = this.server;
       const serverClosed = new Promise<void>((done) => {
-        if (server === null || !server.listening) done();
-        else server.close(() => done());
+        if (server === null) return done();
+        server.once('error', () => done());
+        // Closing a server whose listen() is still pending makes that listen() reject (see listen()).
+        if (server.listening) server.close(() => done());
+        else server.once('listening', () => server.close(() => done()));
       });
       const clientsClosed = new Promise<void>((done) => {
         if (this.connections.size === 0) return done();
@@ -510,12 +517,14 @@ export class Multiplexer<S extends object = Record<string, unknown>> extends Eve
     const known = byEvent?.get(key);
     if (known !== undefined) return known as F;
     const listener = fn as (...args: unknown[]) => unknown;
-    const guarded = (...args: unknown[]): void => {
+    const failed = (error: unknown): void => this.listenerFailed(key, error);
+    // A plain function: eventemitter3 calls it with the context given to on(), or the emitter.
+    const guarded = function (this: unknown, ...args: unknown[]): void {
       try {
         const result = listener.apply(this, args);
-        if (isPromiseLike(result)) result.then(undefined, (error: unknown) => this.listenerFailed(key, error));
+        if (isPromiseLike(result)) result.then(undefined, failed);
       } catch (error) {
-        this.listenerFailed(key, error);
+        failed(error);
       }
     };
     if (byEvent === undefined) {
