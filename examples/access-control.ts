@@ -20,6 +20,7 @@
 import { readFile } from 'node:fs/promises';
 import type { AddressInfo } from 'node:net';
 import { accessList, Multiplexer, type AccessFilter } from '../lib';
+import { runExample } from './run-example';
 
 /** Where to listen and whom to let in. */
 export interface AccessControlOptions {
@@ -81,25 +82,9 @@ export async function start(options: AccessControlOptions = {}): Promise<{ mux: 
   // An access filter that throws: the client is refused (reason 'access-error') and the error lands here.
   mux.on('error', (error, context) => log(`${context.source} failed: ${error.message}`));
 
-  // listen() resolves with the bound address: for TCP an AddressInfo (a string only for a Unix socket path).
-  const address = (await mux.listen({ port: options.port ?? 0, host: options.host })) as AddressInfo;
+  const address = (await mux.listen({ port: options.port ?? 0, host: options.host }));
   return { mux, address };
 }
 
 // Run as a program: `node dist/examples/access-control.js [port]`.
-if (require.main === module) {
-  const port = Number(process.argv[2] ?? process.env.PORT ?? 7777);
-  const running = start({ port });
-  // Ctrl-C (SIGINT) or SIGTERM: close every connection, then exit. Handled from the start, so that a signal
-  // that comes while the server starts stops it cleanly too. `once`: a second Ctrl-C exits at once.
-  const stop = (): void => void running.then(({ mux }) => mux.destroy()).then(() => process.exit(0));
-  process.once('SIGINT', stop);
-  process.once('SIGTERM', stop);
-  running.then(
-    ({ address }) => console.log(`access-control listening on ${address.address} port ${address.port}; connect with: nc 127.0.0.1 ${address.port}`),
-    (error: Error) => {
-      console.error(`access-control: ${error.message}`);
-      process.exit(1);
-    },
-  );
-}
+if (require.main === module) runExample('access-control', start);

@@ -19,6 +19,7 @@
  */
 import type { AddressInfo } from 'node:net';
 import { Multiplexer, type MultiplexerOptions } from '../lib';
+import { runExample } from './run-example';
 
 /** Where to listen, and where the log goes. */
 export interface EventsOptions {
@@ -56,7 +57,7 @@ export async function start(options: EventsOptions = {}): Promise<{ mux: Multipl
   mux.on('exit', (client, reason, error) => log(`exit ${client}: ${reason}${error ? ` (${error.message})` : ''}`));
   mux.on('error', (error, context) => log(`error in ${context.source}${context.client ? ` of ${context.client}` : ''}: ${error.message}`));
 
-  const address = (await mux.listen({ port: options.port ?? 0, host: options.host })) as AddressInfo;
+  const address = (await mux.listen({ port: options.port ?? 0, host: options.host }));
 
   // unref(): the timer alone does not keep the process alive; it is cleared when the server closes.
   const timer = setInterval(() => {
@@ -76,16 +77,4 @@ export async function start(options: EventsOptions = {}): Promise<{ mux: Multipl
 }
 
 // Run as a program: `node dist/examples/events.js [port]`; the `listening` event prints where it listens.
-if (require.main === module) {
-  const port = Number(process.argv[2] ?? process.env.PORT ?? 7777);
-  const running = start({ port });
-  // Ctrl-C (SIGINT) or SIGTERM: close every connection, then exit. Handled from the start, so that a signal
-  // that comes while the server starts stops it cleanly too. `once`: a second Ctrl-C exits at once.
-  const stop = (): void => void running.then(({ mux }) => mux.destroy()).then(() => process.exit(0));
-  process.once('SIGINT', stop);
-  process.once('SIGTERM', stop);
-  running.catch((error: Error) => {
-    console.error(`events: ${error.message}`);
-    process.exit(1);
-  });
-}
+if (require.main === module) runExample('events', start, false);

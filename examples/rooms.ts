@@ -18,6 +18,7 @@
  */
 import type { AddressInfo } from 'node:net';
 import { Multiplexer, type Client, type FilterResult, type MultiplexerOptions } from '../lib';
+import { runExample } from './run-example';
 
 /** What the server remembers about each user, in `client.state`. */
 export interface RoomState {
@@ -121,25 +122,9 @@ export interface RoomsOptions {
 /** Starts the rooms server; resolves once it is listening. */
 export async function start(options: RoomsOptions = {}): Promise<{ mux: RoomMultiplexer; address: AddressInfo }> {
   const mux = new RoomMultiplexer();
-  // listen() resolves with the bound address: for TCP an AddressInfo (a string only for a Unix socket path).
-  const address = (await mux.listen({ port: options.port ?? 0, host: options.host })) as AddressInfo;
+  const address = (await mux.listen({ port: options.port ?? 0, host: options.host }));
   return { mux, address };
 }
 
 // Run as a program: `node dist/examples/rooms.js [port]`.
-if (require.main === module) {
-  const port = Number(process.argv[2] ?? process.env.PORT ?? 7777);
-  const running = start({ port });
-  // Ctrl-C (SIGINT) or SIGTERM: close every connection, then exit. Handled from the start, so that a signal
-  // that comes while the server starts stops it cleanly too. `once`: a second Ctrl-C exits at once.
-  const stop = (): void => void running.then(({ mux }) => mux.destroy()).then(() => process.exit(0));
-  process.once('SIGINT', stop);
-  process.once('SIGTERM', stop);
-  running.then(
-    ({ address }) => console.log(`rooms listening on ${address.address} port ${address.port}; connect with: nc localhost ${address.port}`),
-    (error: Error) => {
-      console.error(`rooms: ${error.message}`);
-      process.exit(1);
-    },
-  );
-}
+if (require.main === module) runExample('rooms', start);
