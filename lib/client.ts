@@ -44,6 +44,11 @@ export interface ClientOwner {
 const COALESCE_ITEM_BYTES = 2048;
 /** Upper bound of one coalesced write. */
 const COALESCE_WRITE_BYTES = 64 * 1024;
+/**
+ * What one queued message costs beyond its bytes (the Buffer view and the queue slot, measured at ~110 bytes):
+ * counted against the bounds, so that a flood of tiny messages is bounded by memory, not by payload bytes.
+ */
+export const MESSAGE_OVERHEAD = 128;
 /** How long a graceful close may wait for the peer to take what is queued before the socket is destroyed. */
 const CLOSE_GRACE_MS = 2000;
 
@@ -95,9 +100,9 @@ export class Client<S extends object = Record<string, unknown>> {
   dropping = false;
   /** @internal Inbound bytes waiting for an access decision or an async filter. */
   pendingBytes = 0;
-  /** @internal Waiting for an access decision or an async filter: new messages go to the inbox. */
-  busy = false;
-  /** @internal Messages waiting while busy, as payload, wire pairs. */
+  /** @internal What its messages wait for (bit set: access decision, async filter, rate limit); they go to the inbox meanwhile. */
+  holds = 0;
+  /** @internal Messages waiting while held, as payload, wire pairs. */
   inbox: Buffer[] = [];
   /** @internal Rate-limit token buckets and when they were last filled. */
   rateStamp = 0;
@@ -105,6 +110,12 @@ export class Client<S extends object = Record<string, unknown>> {
   messageTokens = 0;
   /** @internal */
   byteTokens = 0;
+  /** @internal Ends a rate-limit hold. */
+  rateTimer: NodeJS.Timeout | null = null;
+  /** @internal How long (ms) it may still hold senders back while congested; -1 until first congested. */
+  holdBudget = -1;
+  /** @internal When it last drained below half of `highWaterMark`. */
+  relievedAt = 0;
 
   private readonly queue: Buffer[] = [];
   private head = 0;
@@ -130,7 +141,8 @@ export class Client<S extends object = Record<string, unknown>> {
     private readonly owner: ClientOwner,
   ) {}
 
-  /** Bytes waiting to be sent to the client: its queue plus what the socket has not yet sent. */
+  /** Bytes waiting to be sent to the client (its queue, each message counted with its overhead, plus what
+   * the socket has not yet sent): what `maxQueuedBytes` bounds. */
   get queuedBytes(): number {
     return this.queued + this.socket.writableLength;
   }
@@ -165,7 +177,7 @@ export class Client<S extends object = Record<string, unknown>> {
   enqueue(message: Buffer): boolean {
     if (this.closing) return false;
     const settings = this.owner.settings;
-    const size = message.length;
+    const size = message.length + MESSAGE_OVERHEAD;
     const total = this.queued + this.socketBacklog + size;
     if (total > settings.maxQueuedBytes && !this.makeRoom(total - settings.maxQueuedBytes)) return false;
     this.queue.push(message);
@@ -222,7 +234,7 @@ export class Client<S extends object = Record<string, unknown>> {
       if (head > 1024 && head * 2 > count) this.compact();
       this.waitingDrain = true;
     }
-    this.queued -= written;
+    this.queued -= written + messages * MESSAGE_OVERHEAD;
     this.socketBacklog = socket.writableLength;
     this.owner.wrote(written, messages);
     this.afterProgress();
@@ -266,6 +278,11 @@ export class Client<S extends object = Record<string, unknown>> {
   released(): void {
     if (this.closeTimer !== null) clearTimeout(this.closeTimer);
     this.closeTimer = null;
+    // A rate-limit hold with messages still waiting ends as planned: they were sent before it left.
+    if (this.rateTimer !== null && this.inbox.length === 0) {
+      clearTimeout(this.rateTimer);
+      this.rateTimer = null;
+    }
     this.dropQueue();
     this.decoder = null;
   }
@@ -315,7 +332,7 @@ export class Client<S extends object = Record<string, unknown>> {
       let freed = 0;
       let head = this.head;
       while (freed < excess) {
-        freed += this.queue[head].length;
+        freed += this.queue[head].length + MESSAGE_OVERHEAD;
         this.queue[head] = EMPTY;
         head += 1;
         dropped += 1;

@@ -1,7 +1,7 @@
 import { EventEmitter } from 'eventemitter3';
 import * as net from 'node:net';
 import * as tls from 'node:tls';
-import { Client, type ClientOwner, type ExitReason } from './client';
+import { Client, MESSAGE_OVERHEAD, type ClientOwner, type ExitReason } from './client';
 import { invalidArgument, toError, withCode } from './errors';
 import { resolveFraming, type Framing, type MessageSink } from './framing';
 import { Logger } from './log';
@@ -137,6 +137,18 @@ const PAUSE_PENDING = 1;
 const PAUSE_CONGESTION = 2;
 const PAUSE_RATE = 4;
 
+const HOLD_ACCESS = 1;
+const HOLD_FILTER = 2;
+const HOLD_RATE = 4;
+
+/** Departures the client chose (or its network did): what it sent before still goes out. */
+const SELF_INFLICTED = new Set<ExitReason | null>(['eof', 'reset', 'error']);
+
+/** Ms of hold budget a congested client earns back per ms spent below the mark. */
+const HOLD_REFILL = 4;
+/** Default time a TLS client has to finish its handshake. */
+const TLS_HANDSHAKE_TIMEOUT = 10_000;
+
 let instances = 0;
 
 function isPromiseLike(value: unknown): value is PromiseLike<unknown> {
@@ -179,12 +191,17 @@ export class Multiplexer<S extends object = Record<string, unknown>> extends Eve
 
   private readonly current: Settings;
   private readonly tlsOptions: tls.TlsOptions | undefined;
+  private readonly secureContext: tls.SecureContext | null;
   private readonly filters: DataFilter<S>[] = [];
   private readonly accessFilters: AccessFilter<S>[] = [];
   private readonly exitFilters: ExitFilter<S>[] = [];
   private readonly members = new Set<Client<S>>();
   private readonly connections = new Set<Client<S>>();
   private readonly perAddress = new Map<string, number>();
+  /** TLS connections still in their handshake. */
+  private readonly handshaking = new Set<tls.TLSSocket>();
+  /** Open TCP connections, in any phase: what `maxClients` counts. */
+  private openSockets = 0;
   private readonly congestion = new Set<Client<S>>();
   private readonly heldSenders = new Set<Client<S>>();
   private readonly guardedListeners = new WeakMap<object, Map<string, (...args: unknown[]) => void>>();
@@ -225,6 +242,8 @@ export class Multiplexer<S extends object = Record<string, unknown>> extends Eve
     if (options.tls !== undefined && (typeof options.tls !== 'object' || options.tls === null)) {
       throw invalidArgument('tls must be an object of tls.createServer options (key, cert, ...)');
     }
+    // Built now so that a bad key or certificate fails here, not at the first connection.
+    this.secureContext = options.tls === undefined ? null : tls.createSecureContext(options.tls);
     this.name = options.name ?? `mp${instances}`;
     instances += 1;
     this.log = new Logger(`multiplexer:${this.name}`);
@@ -378,10 +397,9 @@ export class Multiplexer<S extends object = Record<string, unknown>> extends Eve
     } catch (error) {
       return Promise.reject(error);
     }
-    const onConnection = (socket: net.Socket): void => this.accept(socket);
-    const server = this.tlsOptions
-      ? tls.createServer({ ...this.tlsOptions, allowHalfOpen: true }, onConnection)
-      : net.createServer({ allowHalfOpen: true }, onConnection);
+    // TLS is layered on each accepted socket here rather than by tls.Server, so that connections in their
+    // handshake are counted by the limits, time out, and are closed by destroy().
+    const server = net.createServer({ allowHalfOpen: true }, (socket) => this.onConnection(socket));
     this.server = server;
     return new Promise((resolve, reject) => {
       const onError = (error: NodeJS.ErrnoException): void => {
@@ -398,9 +416,6 @@ export class Multiplexer<S extends object = Record<string, unknown>> extends Eve
           return;
         }
         server.on('error', (error) => this.report(error, { source: 'server' }, 'accept failed: %s'));
-        if (server instanceof tls.Server) {
-          server.on('tlsClientError', (error) => this.log.info('TLS handshake failed: %s', error.message));
-        }
         const address = server.address() ?? '';
         this.log.notice('listening on %o', address);
         this.emitGuarded('listening', address);
@@ -446,6 +461,7 @@ export class Multiplexer<S extends object = Record<string, unknown>> extends Eve
           done();
         };
         for (const client of [...this.connections]) client.leave('destroy', undefined, client.member);
+        for (const socket of this.handshaking) socket.destroy();
       });
       void Promise.all([serverClosed, clientsClosed]).then(() => {
         this.stopTimers();
@@ -545,11 +561,75 @@ export class Multiplexer<S extends object = Record<string, unknown>> extends Eve
 
   // ---------------------------------------------------------------- connection lifecycle
 
-  private accept(socket: net.Socket): void {
-    const client = new Client<S>(this.nextId++, socket, normalizeAddress(socket.remoteAddress), socket.remotePort ?? 0, this.owner);
+  /** A TCP connection arrived: count it, apply the connection limits, then TLS or straight to accept(). */
+  private onConnection(raw: net.Socket): void {
+    const address = normalizeAddress(raw.remoteAddress);
+    const port = raw.remotePort ?? 0;
+    const count = (this.perAddress.get(address) ?? 0) + 1;
+    this.perAddress.set(address, count);
+    this.openSockets += 1;
+    raw.once('close', () => {
+      this.openSockets -= 1;
+      const left = (this.perAddress.get(address) ?? 1) - 1;
+      if (left === 0) this.perAddress.delete(address);
+      else this.perAddress.set(address, left);
+    });
+    const { maxClients, maxConnectionsPerAddress } = this.current;
+    let refusal: DenyReason | null = null;
+    if (this.destroyed !== null) refusal = 'destroyed';
+    else if (maxClients > 0 && this.openSockets > maxClients) refusal = 'max-clients';
+    else if (maxConnectionsPerAddress > 0 && count > maxConnectionsPerAddress) refusal = 'max-per-address';
+    if (refusal !== null) {
+      raw.on('error', () => undefined); // it is being closed: nothing more to learn from it
+      this.deny(new Client<S>(this.nextId++, raw, address, port, this.owner), refusal);
+    } else if (this.secureContext === null) {
+      this.accept(raw, address, port);
+    } else {
+      this.handshake(raw, this.secureContext, address, port);
+    }
+  }
+
+  private handshake(raw: net.Socket, secureContext: tls.SecureContext, address: string, port: number): void {
+    const options = this.tlsOptions ?? {};
+    const socket = new tls.TLSSocket(raw, {
+      isServer: true,
+      secureContext,
+      requestCert: options.requestCert,
+      rejectUnauthorized: options.rejectUnauthorized,
+      ALPNProtocols: options.ALPNProtocols,
+      SNICallback: options.SNICallback,
+    });
+    this.handshaking.add(socket);
+    const fail = (why: string): void => {
+      this.log.info('TLS handshake with %s:%d failed: %s', address, port, why);
+      socket.destroy();
+    };
+    const onEnd = (): void => fail('closed during the handshake');
+    const onError = (error: Error): void => fail(error.message);
+    const timer = setTimeout(() => fail('timed out'), options.handshakeTimeout ?? TLS_HANDSHAKE_TIMEOUT);
+    timer.unref();
+    socket.on('end', onEnd);
+    socket.on('error', onError);
+    socket.once('close', () => {
+      clearTimeout(timer);
+      this.handshaking.delete(socket);
+    });
+    socket.once('secure', () => {
+      clearTimeout(timer);
+      this.handshaking.delete(socket);
+      if (this.destroyed !== null) return fail('shutting down');
+      if (options.requestCert === true && options.rejectUnauthorized !== false && !socket.authorized) {
+        return fail(`client certificate rejected: ${String(socket.authorizationError)}`);
+      }
+      socket.off('end', onEnd);
+      socket.off('error', onError);
+      this.accept(socket, address, port);
+    });
+  }
+
+  private accept(socket: net.Socket, address: string, port: number): void {
+    const client = new Client<S>(this.nextId++, socket, address, port, this.owner);
     this.connections.add(client);
-    const count = (this.perAddress.get(client.address) ?? 0) + 1;
-    this.perAddress.set(client.address, count);
     socket.setNoDelay(true);
     socket.on('data', (chunk: Buffer) => this.onSocketData(client, chunk));
     socket.on('end', () => this.onSocketEnd(client));
@@ -562,15 +642,10 @@ export class Multiplexer<S extends object = Record<string, unknown>> extends Eve
     });
     this.log.debug('%s connected', client);
 
-    const { maxClients, maxConnectionsPerAddress } = this.current;
-    if (this.destroyed !== null) return this.deny(client, 'destroyed');
-    if (maxClients > 0 && this.connections.size > maxClients) return this.deny(client, 'max-clients');
-    if (maxConnectionsPerAddress > 0 && count > maxConnectionsPerAddress) return this.deny(client, 'max-per-address');
-
     if (this.current.idleTimeout > 0) socket.setTimeout(this.current.idleTimeout);
     client.decoder = this.framing.createDecoder(this.current);
     client.sink = this.createSink(client);
-    client.busy = true; // what it sends waits in its inbox until it is admitted
+    client.holds |= HOLD_ACCESS; // what it sends waits in its inbox until it is admitted
     let decision: AccessDecision | Promise<AccessDecision>;
     try {
       decision = this.accessFilter(client);
@@ -613,7 +688,7 @@ export class Multiplexer<S extends object = Record<string, unknown>> extends Eve
     this.members.add(client);
     this.log.debug('%s joined', client);
     this.emitGuarded('connect', client);
-    client.busy = false;
+    client.holds &= ~HOLD_ACCESS;
     this.drainInbox(client);
   }
 
@@ -638,9 +713,6 @@ export class Multiplexer<S extends object = Record<string, unknown>> extends Eve
 
   private onSocketClose(client: Client<S>): void {
     if (!this.connections.delete(client)) return;
-    const count = (this.perAddress.get(client.address) ?? 1) - 1;
-    if (count === 0) this.perAddress.delete(client.address);
-    else this.perAddress.set(client.address, count);
     this.forget(client);
     client.closing = true;
     client.released();
@@ -680,14 +752,16 @@ export class Multiplexer<S extends object = Record<string, unknown>> extends Eve
   }
 
   private onMessage(client: Client<S>, payload: Buffer, wire: Buffer): void {
-    if (this.rateLimited && !this.chargeRate(client, wire.length)) return;
-    if (client.busy) {
-      client.inbox.push(payload, wire);
-      client.pendingBytes += wire.length;
-      if (client.pendingBytes > this.current.maxPendingBytes) this.pause(client, PAUSE_PENDING);
+    // A client being disconnected gets nothing more broadcast, not even the rest of the chunk just read.
+    if (client.closing) return;
+    if (client.holds === 0 && client.inbox.length === 0 && (!this.rateLimited || this.takeTokens(client, wire.length))) {
+      this.process(client, payload, wire);
       return;
     }
-    this.process(client, payload, wire);
+    if (client.closing) return; // the rate limit disconnected it
+    client.inbox.push(payload, wire);
+    client.pendingBytes += wire.length + MESSAGE_OVERHEAD;
+    if (client.pendingBytes > this.current.maxPendingBytes) this.pause(client, PAUSE_PENDING);
   }
 
   /** Runs the data filters on one message, then broadcasts it; async filters make later messages wait. */
@@ -703,12 +777,12 @@ export class Multiplexer<S extends object = Record<string, unknown>> extends Eve
       result = this.filterFailed(error, client, payload);
     }
     if (isPromiseLike(result)) {
-      client.busy = true;
+      client.holds |= HOLD_FILTER;
       Promise.resolve(result)
         .then(undefined, (error: unknown) => this.filterFailed(error, client, payload))
         .then((resolved) => {
           this.filtered(client, payload, wire, resolved);
-          client.busy = false;
+          client.holds &= ~HOLD_FILTER;
           this.drainInbox(client);
         });
       return;
@@ -759,11 +833,12 @@ export class Multiplexer<S extends object = Record<string, unknown>> extends Eve
   private drainInbox(client: Client<S>): void {
     const inbox = client.inbox;
     let i = 0;
-    while (i < inbox.length && !client.busy) {
+    while (i < inbox.length && client.holds === 0) {
       const payload = inbox[i];
       const wire = inbox[i + 1];
+      if (this.rateLimited && !this.takeTokens(client, wire.length)) break;
       i += 2;
-      client.pendingBytes -= wire.length;
+      client.pendingBytes -= wire.length + MESSAGE_OVERHEAD;
       this.process(client, payload, wire);
     }
     inbox.splice(0, i);
@@ -823,7 +898,8 @@ export class Multiplexer<S extends object = Record<string, unknown>> extends Eve
   private checkCongestion(): void {
     const now = Date.now();
     for (const client of this.congestion) {
-      if (now - client.congestedSince < this.current.stallTimeout) continue;
+      if (now - client.congestedSince < client.holdBudget) continue;
+      client.holdBudget = 0;
       client.congested = false;
       client.lagging = true;
       this.congestion.delete(client);
@@ -838,30 +914,45 @@ export class Multiplexer<S extends object = Record<string, unknown>> extends Eve
     this.watchdog = null;
   }
 
-  /** Token buckets of one second: returns false when the client was disconnected for it. */
-  private chargeRate(client: Client<S>, bytes: number): boolean {
+  /**
+   * Token buckets holding one second's worth: true when the message may go now. Otherwise the client is
+   * held (its messages wait, reading pauses) until the rate allows more, or disconnected.
+   */
+  private takeTokens(client: Client<S>, bytes: number): boolean {
     const { maxMessagesPerSecond, maxBytesPerSecond, rateLimitAction } = this.current;
     const now = Date.now();
     const elapsed = (now - client.rateStamp) / 1000;
     client.rateStamp = now;
-    client.messageTokens = Math.min(maxMessagesPerSecond, client.messageTokens + elapsed * maxMessagesPerSecond) - 1;
-    client.byteTokens = Math.min(maxBytesPerSecond, client.byteTokens + elapsed * maxBytesPerSecond) - bytes;
-    const waitMessages = maxMessagesPerSecond > 0 && client.messageTokens < 0 ? -client.messageTokens / maxMessagesPerSecond : 0;
-    const waitBytes = maxBytesPerSecond > 0 && client.byteTokens < 0 ? -client.byteTokens / maxBytesPerSecond : 0;
-    const wait = Math.max(waitMessages, waitBytes);
-    if (wait === 0) return true;
+    client.messageTokens = Math.min(maxMessagesPerSecond, client.messageTokens + elapsed * maxMessagesPerSecond);
+    client.byteTokens = Math.min(maxBytesPerSecond, client.byteTokens + elapsed * maxBytesPerSecond);
+    const messagesShort = maxMessagesPerSecond > 0 && client.messageTokens < 1;
+    // Throttling lets one message run into debt (paid by waiting after it); the disconnect action does not.
+    const bytesShort = maxBytesPerSecond > 0 && (rateLimitAction === 'disconnect' ? client.byteTokens < bytes : client.byteTokens <= 0);
+    if (!messagesShort && !bytesShort) {
+      client.messageTokens -= 1;
+      client.byteTokens -= bytes; // may go below zero: a large message is paid for by waiting afterwards
+      return true;
+    }
     if (rateLimitAction === 'disconnect') {
       this.log.info('%s passed its rate limit: disconnecting', client);
       client.leave('rate-limit', undefined, true);
       return false;
     }
-    if ((client.pauseReasons & PAUSE_RATE) === 0) {
-      this.limitActed(client, 'rate-limit');
-      this.pause(client, PAUSE_RATE);
-      const timer = setTimeout(() => this.unpause(client, PAUSE_RATE), Math.ceil(wait * 1000));
-      timer.unref();
-    }
-    return true;
+    const wait = Math.max(
+      messagesShort ? (1 - client.messageTokens) / maxMessagesPerSecond : 0,
+      bytesShort ? (1 - client.byteTokens) / maxBytesPerSecond : 0,
+    );
+    client.holds |= HOLD_RATE;
+    this.pause(client, PAUSE_RATE);
+    this.limitActed(client, 'rate-limit');
+    client.rateTimer = setTimeout(() => {
+      client.rateTimer = null;
+      client.holds &= ~HOLD_RATE;
+      this.unpause(client, PAUSE_RATE);
+      this.drainInbox(client);
+    }, Math.ceil(wait * 1000));
+    client.rateTimer.unref();
+    return false;
   }
 
   // ---------------------------------------------------------------- settings
@@ -895,17 +986,25 @@ export class Multiplexer<S extends object = Record<string, unknown>> extends Eve
         if (this.flushTimer === null) this.flushTimer = setImmediate(flushAll);
       },
       congested: (client) => {
+        const now = Date.now();
+        const { stallTimeout } = this.current;
+        // Each client may hold senders back for stallTimeout in all, earning it back while below the mark:
+        // a reader that stops again and again cannot stall the broadcast again and again.
+        client.holdBudget = client.holdBudget < 0 ? stallTimeout : Math.min(stallTimeout, client.holdBudget + (now - client.relievedAt) * HOLD_REFILL);
         client.congested = true;
-        client.congestedSince = Date.now();
+        client.congestedSince = now;
         this.congestion.add(client as Client<S>);
         if (this.watchdog === null) {
-          this.watchdog = setInterval(() => this.checkCongestion(), Math.max(10, this.current.stallTimeout / 4));
+          this.watchdog = setInterval(() => this.checkCongestion(), Math.max(5, Math.min(50, stallTimeout / 4)));
           this.watchdog.unref();
         }
       },
       relieved: (client) => {
+        const now = Date.now();
         client.lagging = false;
+        client.relievedAt = now;
         if (!client.congested) return;
+        client.holdBudget = Math.max(0, client.holdBudget - (now - client.congestedSince));
         client.congested = false;
         this.congestion.delete(client as Client<S>);
         if (this.congestion.size === 0) this.releaseSenders();
@@ -924,7 +1023,14 @@ export class Multiplexer<S extends object = Record<string, unknown>> extends Eve
           this.limitActed(typed, 'slow-consumer');
         }
       },
-      leaving: (client) => this.forget(client as Client<S>),
+      leaving: (client) => {
+        // Sent before it left on its own: still broadcast. Held when the server sends it away: dropped.
+        if (!SELF_INFLICTED.has(client.exitReason)) {
+          client.inbox = [];
+          client.pendingBytes = 0;
+        }
+        this.forget(client as Client<S>);
+      },
       wrote: (bytes, messages) => {
         this.counters.bytesOut += bytes;
         this.counters.messagesOut += messages;
