@@ -20,7 +20,7 @@ const SETTING_HELP: Record<SettingKey, string> = {
   debugLevel: 'log level: debug|info|notice|warn|error|critical',
   maxQueuedBytes: 'per-client outbound backlog bound, bytes',
   highWaterMark: 'backlog above which senders wait for a reading client, bytes',
-  stallTimeout: 'ms a client may stay above the mark before senders stop waiting',
+  stallTimeout: 'ms in all a client above the mark may hold senders back',
   slowConsumer: 'past max-queued-bytes: disconnect|drop-newest|drop-oldest',
   maxPendingBytes: 'inbound bytes held per client before reading pauses',
   maxClients: 'most clients at once (0: no limit)',

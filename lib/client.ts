@@ -110,6 +110,8 @@ export class Client<S extends object = Record<string, unknown>> {
   messageTokens = 0;
   /** @internal */
   byteTokens = 0;
+  /** @internal Chunks read while senders were held, not yet framed. */
+  stash: Buffer[] | null = null;
   /** @internal Ends a rate-limit hold. */
   rateTimer: NodeJS.Timeout | null = null;
   /** @internal How long (ms) it may still hold senders back while congested; -1 until first congested. */

@@ -49,7 +49,7 @@ export type DenyReason =
 export type LimitKind =
   /** Its backlog passed `maxQueuedBytes`: messages for it are being dropped (reported once per episode). */
   | 'slow-consumer'
-  /** It stayed above `highWaterMark` for `stallTimeout` ms: senders no longer wait for it. */
+  /** It held senders back for `stallTimeout` ms in all while others kept up: senders no longer wait for it. */
   | 'lagging'
   /** A line past `maxMessageBytes` was discarded (`lineOverflow: 'discard'`). */
   | 'line-too-long'
@@ -204,6 +204,9 @@ export class Multiplexer<S extends object = Record<string, unknown>> extends Eve
   private openSockets = 0;
   private readonly congestion = new Set<Client<S>>();
   private readonly heldSenders = new Set<Client<S>>();
+  /** Receivers that spent their hold budget and are still behind: senders do not wait for them. */
+  private readonly laggards = new Set<Client<S>>();
+  private lastCongestionCheck = 0;
   private readonly guardedListeners = new WeakMap<object, Map<string, (...args: unknown[]) => void>>();
   private readonly owner: ClientOwner;
   private server: net.Server | null = null;
@@ -701,13 +704,16 @@ export class Multiplexer<S extends object = Record<string, unknown>> extends Eve
   }
 
   private onSocketEnd(client: Client<S>): void {
-    if (client.decoder !== null && client.sink !== null && !client.closing) client.decoder.end(client.sink);
+    if (client.closing) return;
+    this.drainStash(client);
+    if (client.decoder !== null && client.sink !== null) client.decoder.end(client.sink);
     if (!this.current.allowHalfOpen || !client.member) client.leave('eof', undefined, true);
   }
 
   private onSocketError(client: Client<S>, error: NodeJS.ErrnoException): void {
     const reset = error.code === 'ECONNRESET' || error.code === 'EPIPE';
     this.log.debug('%s socket error: %s', client, error.message);
+    if (!client.closing) this.drainStash(client); // what it sent before the error still goes out
     client.leave(reset ? 'reset' : 'error', error, false);
   }
 
@@ -731,6 +737,7 @@ export class Multiplexer<S extends object = Record<string, unknown>> extends Eve
   private forget(client: Client<S>): void {
     this.members.delete(client);
     this.heldSenders.delete(client);
+    this.laggards.delete(client);
     if (this.congestion.delete(client) && this.congestion.size === 0) this.releaseSenders();
   }
 
@@ -740,8 +747,23 @@ export class Multiplexer<S extends object = Record<string, unknown>> extends Eve
     client.bytesIn += chunk.length;
     this.counters.bytesIn += chunk.length;
     if (client.closing || client.decoder === null || client.sink === null) return;
+    if (this.congestion.size !== 0 || client.stash !== null) {
+      // A receiver is behind: this chunk waits, unread by the framing, until it catches up. Holding it costs
+      // nothing extra (it is in memory already), whereas broadcasting it would add it to every queue.
+      (client.stash ??= []).push(chunk);
+      this.holdSender(client);
+      return;
+    }
     client.decoder.write(chunk, client.sink);
     if (this.congestion.size !== 0 && !client.closing) this.holdSender(client);
+  }
+
+  /** Frames what a held sender sent while it waited. */
+  private drainStash(client: Client<S>): void {
+    const stash = client.stash;
+    client.stash = null;
+    if (stash === null || client.decoder === null || client.sink === null) return;
+    for (const chunk of stash) client.decoder.write(chunk, client.sink);
   }
 
   private createSink(client: Client<S>): MessageSink {
@@ -888,20 +910,40 @@ export class Multiplexer<S extends object = Record<string, unknown>> extends Eve
     this.pause(client, PAUSE_CONGESTION);
   }
 
+  /** Every receiver caught up: held senders go on, each first framing what it sent while it waited. */
   private releaseSenders(): void {
     this.stopWatchdog();
-    for (const sender of this.heldSenders) this.unpause(sender, PAUSE_CONGESTION);
-    this.heldSenders.clear();
+    for (const sender of this.heldSenders) {
+      // A sender released just now put a receiver behind again: the rest keep waiting for the next relief.
+      if (this.congestion.size !== 0) return;
+      this.heldSenders.delete(sender);
+      if (!sender.closing) this.drainStash(sender);
+      if (this.congestion.size !== 0 && !sender.closing) {
+        this.heldSenders.add(sender);
+        return;
+      }
+      this.unpause(sender, PAUSE_CONGESTION);
+    }
   }
 
-  /** Receivers congested for longer than `stallTimeout` stop holding senders back: they are slow consumers. */
+  /**
+   * Receivers that hold senders back while most others keep up spend their hold budget (`stallTimeout` in
+   * all); when it is spent they are lagging, slow consumers: senders stop waiting for them. While as many
+   * receivers are behind as keep up, the server itself is the bottleneck: everyone waits, nobody is blamed.
+   */
   private checkCongestion(): void {
     const now = Date.now();
+    const elapsed = now - this.lastCongestionCheck;
+    this.lastCongestionCheck = now;
+    const keepingUp = this.members.size - this.congestion.size - this.laggards.size;
+    if (keepingUp < this.congestion.size) return;
     for (const client of this.congestion) {
-      if (now - client.congestedSince < client.holdBudget) continue;
+      client.holdBudget -= Math.min(elapsed, now - client.congestedSince);
+      if (client.holdBudget > 0) continue;
       client.holdBudget = 0;
       client.congested = false;
       client.lagging = true;
+      this.laggards.add(client);
       this.congestion.delete(client);
       this.log.notice('%s lagging: %d bytes queued for %d ms; senders no longer wait for it', client, client.queuedBytes, now - client.congestedSince);
       this.limitActed(client, 'lagging');
@@ -988,13 +1030,14 @@ export class Multiplexer<S extends object = Record<string, unknown>> extends Eve
       congested: (client) => {
         const now = Date.now();
         const { stallTimeout } = this.current;
-        // Each client may hold senders back for stallTimeout in all, earning it back while below the mark:
-        // a reader that stops again and again cannot stall the broadcast again and again.
+        // Each client may hold senders back for stallTimeout in all (see checkCongestion), earning it back
+        // while below the mark: a reader that stops again and again cannot stall the broadcast again and again.
         client.holdBudget = client.holdBudget < 0 ? stallTimeout : Math.min(stallTimeout, client.holdBudget + (now - client.relievedAt) * HOLD_REFILL);
         client.congested = true;
         client.congestedSince = now;
         this.congestion.add(client as Client<S>);
         if (this.watchdog === null) {
+          this.lastCongestionCheck = now;
           this.watchdog = setInterval(() => this.checkCongestion(), Math.max(5, Math.min(50, stallTimeout / 4)));
           this.watchdog.unref();
         }
@@ -1003,8 +1046,8 @@ export class Multiplexer<S extends object = Record<string, unknown>> extends Eve
         const now = Date.now();
         client.lagging = false;
         client.relievedAt = now;
+        this.laggards.delete(client as Client<S>);
         if (!client.congested) return;
-        client.holdBudget = Math.max(0, client.holdBudget - (now - client.congestedSince));
         client.congested = false;
         this.congestion.delete(client as Client<S>);
         if (this.congestion.size === 0) this.releaseSenders();
@@ -1028,6 +1071,7 @@ export class Multiplexer<S extends object = Record<string, unknown>> extends Eve
         if (!SELF_INFLICTED.has(client.exitReason)) {
           client.inbox = [];
           client.pendingBytes = 0;
+          client.stash = null;
         }
         this.forget(client as Client<S>);
       },

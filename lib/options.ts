@@ -28,8 +28,12 @@ export interface Settings {
    * pauses until it drains below half of it. Default 1 MiB.
    */
   highWaterMark: number;
-  /** A client above `highWaterMark` that accepts no bytes for this long (ms) stops pausing senders and is
-   * treated as a slow consumer. Default 250. */
+  /**
+   * How long (ms, in all) a client above `highWaterMark` may hold senders back while most other clients keep
+   * up; then it is lagging, a slow consumer that senders no longer wait for. It earns the time back while it
+   * keeps up. When most clients are behind together, the server is the bottleneck and nobody is blamed.
+   * Default 250.
+   */
   stallTimeout: number;
   /** Policy for a client past `maxQueuedBytes`. Default `'disconnect'`. */
   slowConsumer: SlowConsumerPolicy;
