@@ -1,0 +1,422 @@
+/**
+ * The load generator: `node dist/bench/generator.js --port P [options]`, one JSON line on stdout.
+ *
+ * Connects receivers (and senders) to a broadcast server through worker threads, warms up until every
+ * receiver got a message, optionally holds the connections idle (and reads the server's RSS), sends for
+ * `--duration` seconds under a per-sender window, then waits until everything sent has arrived. Every
+ * delivery is checked: nothing lost, duplicated or reordered per sender. Exit status: 0 clean, 1 a check
+ * failed, 2 setup failed.
+ */
+import { cpus } from 'node:os';
+import { join } from 'node:path';
+import { parseArgs } from 'node:util';
+import { Worker } from 'node:worker_threads';
+import { type GenConfig, type GenMode, type WorkerInit, type WorkerMessage, type WorkerStats, allocateShared, viewsOf } from './gen-shared';
+import { Histogram } from './histogram';
+import { MAX_SENDERS, MIN_MESSAGE_BYTES } from './message';
+import { cpuSeconds, rssKiB } from './procfs';
+import { protocolNamed, type ProtocolName } from './protocols';
+
+/** What one generator run reports (one JSON line). */
+export interface GenResult {
+  readonly tag: string;
+  readonly proto: ProtocolName;
+  readonly mode: GenMode;
+  readonly receivers: number;
+  readonly senders: number;
+  readonly size: number;
+  readonly window: number;
+  readonly batch: number;
+  readonly rate: number;
+  readonly workers: number;
+  readonly messages_sent: number;
+  readonly deliveries_expected: number;
+  readonly deliveries: number;
+  readonly lost: number;
+  readonly gaps: number;
+  readonly backsteps: number;
+  readonly malformed: number;
+  readonly self_deliveries: number;
+  readonly server_closed: number;
+  readonly elapsed_s: number;
+  readonly deliveries_per_s: number;
+  readonly mb_per_s: number;
+  readonly lat_p50_us: number;
+  readonly lat_p99_us: number;
+  readonly lat_max_us: number;
+  /** CPU seconds of the generator process (all threads) during the measured run. */
+  readonly gen_cpu_s: number;
+  /** CPU seconds of the server during the measured run; -1 if unknown. */
+  readonly server_cpu_s: number;
+  /** Server RSS after the hold, KiB; -1 if not measured. */
+  readonly server_rss_kb: number;
+  readonly setup_s: number;
+  readonly ok: boolean;
+  readonly errors: readonly string[];
+}
+
+const sleep = (ms: number): Promise<void> => new Promise((resolve) => setTimeout(resolve, ms));
+
+function nowNs(epoch: bigint): number {
+  return Number(process.hrtime.bigint() - epoch);
+}
+
+export function parseGenArgs(argv: string[]): GenConfig {
+  const { values } = parseArgs({
+    args: argv,
+    strict: true,
+    options: {
+      host: { type: 'string', default: '127.0.0.1' },
+      port: { type: 'string' },
+      proto: { type: 'string', default: 'line' },
+      mode: { type: 'string', default: 'dedicated' },
+      clients: { type: 'string', default: '10' },
+      senders: { type: 'string', default: '1' },
+      size: { type: 'string', default: '64' },
+      window: { type: 'string' },
+      batch: { type: 'string', default: '0' },
+      rate: { type: 'string', default: '0' },
+      duration: { type: 'string', default: '3' },
+      'idle-timeout': { type: 'string', default: '5' },
+      'setup-timeout': { type: 'string' },
+      hold: { type: 'string', default: '0' },
+      'server-pid': { type: 'string', default: '0' },
+      'strip-prefix': { type: 'boolean', default: false },
+      workers: { type: 'string', default: String(Math.max(1, Math.min(2, cpus().length))) },
+      'connect-concurrency': { type: 'string', default: '4' },
+      tag: { type: 'string', default: '' },
+    },
+  });
+  const int = (name: string, text: string | undefined, min: number): number => {
+    const value = Number(text);
+    if (!Number.isInteger(value) || value < min) throw new RangeError(`--${name} must be an integer >= ${min}; got ${text}`);
+    return value;
+  };
+  const num = (name: string, text: string | undefined): number => {
+    const value = Number(text);
+    if (!Number.isFinite(value) || value < 0) throw new RangeError(`--${name} must be a number >= 0; got ${text}`);
+    return value;
+  };
+  const mode = values.mode;
+  if (mode !== 'all' && mode !== 'dedicated') throw new RangeError(`--mode must be all or dedicated; got ${mode}`);
+  const proto = protocolNamed(values.proto ?? 'line').name;
+  const receivers = int('clients', values.clients, 1);
+  const senders = mode === 'all' ? receivers : int('senders', values.senders, 1);
+  if (senders > MAX_SENDERS) throw new RangeError(`at most ${MAX_SENDERS} senders`);
+  const size = int('size', values.size, MIN_MESSAGE_BYTES);
+  return {
+    host: values.host ?? '127.0.0.1',
+    port: int('port', values.port, 1),
+    proto,
+    mode,
+    receivers,
+    senders,
+    size,
+    // Default window: about 32 KiB ahead of the slowest receiver.
+    window: values.window === undefined ? Math.max(1, Math.floor(32768 / size)) : int('window', values.window, 0),
+    batch: int('batch', values.batch, 0),
+    rate: num('rate', values.rate),
+    durationMs: num('duration', values.duration) * 1000,
+    idleTimeoutMs: num('idle-timeout', values['idle-timeout']) * 1000,
+    // Slow accepters (a listen backlog of 10) need tens of seconds for a thousand connections.
+    setupTimeoutMs: values['setup-timeout'] === undefined ? 60_000 + receivers * 10 : num('setup-timeout', values['setup-timeout']) * 1000,
+    holdMs: num('hold', values.hold) * 1000,
+    serverPid: int('server-pid', values['server-pid'], 0),
+    stripPrefix: values['strip-prefix'] ?? false,
+    workers: Math.min(int('workers', values.workers, 1), receivers),
+    connectConcurrency: int('connect-concurrency', values['connect-concurrency'], 1),
+    tag: values.tag ?? '',
+  };
+}
+
+class Workers {
+  private readonly workers: Worker[] = [];
+  private readonly waiting = new Map<string, { count: number; resolve: () => void }>();
+  readonly results: WorkerStats[] = [];
+  fatal: string | null = null;
+  private onFatal: ((message: string) => void) | null = null;
+
+  constructor(config: GenConfig, epoch: bigint, shared: ReturnType<typeof allocateShared>) {
+    for (let index = 0; index < config.workers; index += 1) {
+      const workerData: WorkerInit = { config, index, epochNs: epoch.toString(), shared };
+      const worker = new Worker(join(__dirname, 'gen-worker.js'), { workerData });
+      worker.on('message', (message: WorkerMessage) => this.onMessage(message));
+      worker.on('error', (error: Error) => this.die(`worker ${index}: ${error.stack ?? error.message}`));
+      this.workers.push(worker);
+    }
+  }
+
+  private onMessage(message: WorkerMessage): void {
+    if (message.type === 'fatal') return this.die(message.message);
+    if (message.type === 'result') this.results.push(message.stats);
+    const wait = this.waiting.get(message.type);
+    if (wait !== undefined && (wait.count -= 1) === 0) {
+      this.waiting.delete(message.type);
+      wait.resolve();
+    }
+  }
+
+  private die(message: string): void {
+    if (this.fatal === null) this.fatal = message;
+    this.onFatal?.(message);
+  }
+
+  /** Resolves when every worker sent `type`; rejects on a fatal error or after `timeoutMs`. */
+  all(type: WorkerMessage['type'], timeoutMs: number): Promise<void> {
+    return new Promise<void>((resolve, reject) => {
+      if (this.fatal !== null) return reject(new Error(this.fatal));
+      const timer = setTimeout(() => reject(new Error(`timed out after ${timeoutMs} ms waiting for workers: ${type}`)), timeoutMs);
+      this.onFatal = (message) => {
+        clearTimeout(timer);
+        reject(new Error(message));
+      };
+      this.waiting.set(type, {
+        count: this.workers.length,
+        resolve: () => {
+          clearTimeout(timer);
+          resolve();
+        },
+      });
+    });
+  }
+
+  post(message: Parameters<Worker['postMessage']>[0], to?: number): void {
+    if (to === undefined) for (const worker of this.workers) worker.postMessage(message);
+    else this.workers[to].postMessage(message);
+  }
+
+  async terminate(): Promise<void> {
+    await Promise.all(this.workers.map((worker) => worker.terminate()));
+  }
+}
+
+function sum(values: Int32Array): number {
+  let total = 0;
+  for (let i = 0; i < values.length; i += 1) total += Atomics.load(values, i);
+  return total;
+}
+
+export async function generate(config: GenConfig): Promise<GenResult> {
+  const protocol = protocolNamed(config.proto);
+  const epoch = process.hrtime.bigint();
+  const buffers = allocateShared(config.workers, config.senders);
+  const shared = viewsOf(buffers);
+  const workers = new Workers(config, epoch, buffers);
+  const setupStart = nowNs(epoch);
+  const errors: string[] = [];
+  let serverRss = -1;
+  let measured: Omit<GenResult, 'tag' | 'proto' | 'mode' | 'receivers' | 'senders' | 'size' | 'window' | 'batch' | 'rate' | 'workers' | 'server_rss_kb' | 'setup_s' | 'ok' | 'errors'> | null = null;
+  let setupSeconds = 0;
+  try {
+    const setupDeadline = Date.now() + config.setupTimeoutMs;
+    await workers.all('connected', config.setupTimeoutMs);
+    await sleep(100);
+    // Warm-up: sender 0 repeats a warm-up message until every receiver got one.
+    const ownExcluded = config.mode === 'all' && !protocol.selfDelivery;
+    const wantWarm = config.receivers - (ownExcluded ? 1 : 0);
+    workers.post({ type: 'warmup', on: true }, 0);
+    while (sum(shared.warm) < wantWarm) {
+      if (workers.fatal !== null) throw new Error(workers.fatal);
+      if (Date.now() > setupDeadline) {
+        throw new Error(`setup timeout: ${wantWarm - sum(shared.warm)} of ${wantWarm} receivers got no warm-up message within ${config.setupTimeoutMs / 1000} s`);
+      }
+      await sleep(10);
+    }
+    workers.post({ type: 'warmup', on: false }, 0);
+    await sleep(50);
+    setupSeconds = nowNs(epoch) / 1e9 - setupStart / 1e9;
+    if (config.holdMs > 0) {
+      process.stderr.write('READY\n');
+      await sleep(config.holdMs);
+      serverRss = rssKiB(config.serverPid);
+    }
+    if (config.durationMs > 0) {
+      const cpu0 = process.cpuUsage();
+      const serverCpu0 = cpuSeconds(config.serverPid);
+      const start = nowNs(epoch);
+      workers.post({ type: 'run', startNs: start });
+      let last = 0;
+      let lastChange = Date.now();
+      const idle = (): boolean => {
+        const now = sum(shared.delivered);
+        if (now !== last) {
+          last = now;
+          lastChange = Date.now();
+        }
+        return Date.now() - lastChange > config.idleTimeoutMs;
+      };
+      while (nowNs(epoch) - start < config.durationMs * 1e6) {
+        if (workers.fatal !== null) throw new Error(workers.fatal);
+        if (idle()) {
+          errors.push(`no delivery for ${config.idleTimeoutMs / 1000} s while sending: stopped early`);
+          break;
+        }
+        await sleep(Math.min(20, config.durationMs));
+      }
+      workers.post({ type: 'stop' });
+      await workers.all('stopped', 10_000);
+      let sent = 0;
+      for (let s = 0; s < config.senders; s += 1) sent += Atomics.load(shared.sent, s);
+      const receiversPerMessage = config.receivers - (config.mode === 'all' ? 1 : 0);
+      const expected = sent * receiversPerMessage;
+      while (sum(shared.delivered) < expected) {
+        if (workers.fatal !== null) throw new Error(workers.fatal);
+        if (idle()) {
+          errors.push(`no delivery for ${config.idleTimeoutMs / 1000} s while draining: gave up`);
+          break;
+        }
+        await sleep(5);
+      }
+      const cpu = process.cpuUsage(cpu0);
+      const serverCpu1 = cpuSeconds(config.serverPid);
+      let end = start;
+      for (let w = 0; w < config.workers; w += 1) end = Math.max(end, shared.lastRx[w]);
+      const delivered = sum(shared.delivered);
+      const elapsed = (end - start) / 1e9;
+      measured = {
+        messages_sent: sent,
+        deliveries_expected: expected,
+        deliveries: delivered,
+        lost: 0,
+        gaps: 0,
+        backsteps: 0,
+        malformed: 0,
+        self_deliveries: 0,
+        server_closed: 0,
+        elapsed_s: round(elapsed, 4),
+        deliveries_per_s: elapsed > 0 ? Math.round(delivered / elapsed) : 0,
+        mb_per_s: elapsed > 0 ? round((delivered * config.size) / elapsed / 1e6, 2) : 0,
+        lat_p50_us: 0,
+        lat_p99_us: 0,
+        lat_max_us: 0,
+        gen_cpu_s: round((cpu.user + cpu.system) / 1e6, 3),
+        server_cpu_s: serverCpu0 >= 0 && serverCpu1 >= 0 ? round(serverCpu1 - serverCpu0, 3) : -1,
+      };
+    }
+    workers.post({ type: 'finish' });
+    await workers.all('result', 10_000);
+  } catch (error) {
+    errors.push((error as Error).message);
+    await workers.terminate();
+    return failedResult(config, errors, serverRss, setupSeconds);
+  }
+  await workers.terminate();
+  const histogram = new Histogram();
+  let lost = 0;
+  let gaps = 0;
+  let backsteps = 0;
+  let malformed = 0;
+  let selfDeliveries = 0;
+  let serverClosed = 0;
+  for (const stats of workers.results) {
+    const h = new Histogram(stats.histogram);
+    h.maxUs = stats.maxUs;
+    histogram.add(h);
+    lost += stats.lost;
+    gaps += stats.gaps;
+    backsteps += stats.backsteps;
+    malformed += stats.malformed;
+    selfDeliveries += stats.selfDeliveries;
+    serverClosed += stats.serverClosed;
+    errors.push(...stats.errors);
+  }
+  // A gap moves a receiver past the missing message: count what never arrived from the totals too.
+  if (measured !== null) lost = Math.max(lost, measured.deliveries_expected - measured.deliveries);
+  const ok = errors.length === 0 && lost === 0 && gaps === 0 && backsteps === 0 && malformed === 0 && serverClosed === 0;
+  return {
+    ...identity(config),
+    messages_sent: 0,
+    deliveries_expected: 0,
+    deliveries: 0,
+    elapsed_s: 0,
+    deliveries_per_s: 0,
+    mb_per_s: 0,
+    gen_cpu_s: 0,
+    server_cpu_s: -1,
+    ...measured,
+    lost,
+    gaps,
+    backsteps,
+    malformed,
+    self_deliveries: selfDeliveries,
+    server_closed: serverClosed,
+    lat_p50_us: histogram.percentile(0.5),
+    lat_p99_us: histogram.percentile(0.99),
+    lat_max_us: histogram.maxUs,
+    server_rss_kb: serverRss,
+    setup_s: round(setupSeconds, 3),
+    ok,
+    errors: errors.slice(0, 8),
+  };
+}
+
+function identity(config: GenConfig): Pick<GenResult, 'tag' | 'proto' | 'mode' | 'receivers' | 'senders' | 'size' | 'window' | 'batch' | 'rate' | 'workers'> {
+  return {
+    tag: config.tag,
+    proto: config.proto,
+    mode: config.mode,
+    receivers: config.receivers,
+    senders: config.senders,
+    size: config.size,
+    window: config.window,
+    batch: config.batch,
+    rate: config.rate,
+    workers: config.workers,
+  };
+}
+
+export function failedResult(config: GenConfig, errors: string[], serverRss: number, setupSeconds: number): GenResult {
+  return {
+    ...identity(config),
+    messages_sent: 0,
+    deliveries_expected: 0,
+    deliveries: 0,
+    lost: 0,
+    gaps: 0,
+    backsteps: 0,
+    malformed: 0,
+    self_deliveries: 0,
+    server_closed: 0,
+    elapsed_s: 0,
+    deliveries_per_s: 0,
+    mb_per_s: 0,
+    lat_p50_us: 0,
+    lat_p99_us: 0,
+    lat_max_us: 0,
+    gen_cpu_s: 0,
+    server_cpu_s: -1,
+    server_rss_kb: serverRss,
+    setup_s: round(setupSeconds, 3),
+    ok: false,
+    errors,
+  };
+}
+
+function round(value: number, digits: number): number {
+  const scale = 10 ** digits;
+  return Math.round(value * scale) / scale;
+}
+
+async function main(): Promise<number> {
+  let config: GenConfig;
+  try {
+    config = parseGenArgs(process.argv.slice(2));
+  } catch (error) {
+    process.stderr.write(`generator: ${(error as Error).message}\n`);
+    return 2;
+  }
+  const result = await generate(config);
+  process.stdout.write(`${JSON.stringify(result)}\n`);
+  if (result.ok) return 0;
+  return result.deliveries_expected > 0 || config.durationMs === 0 ? 1 : 2;
+}
+
+if (require.main === module) {
+  main().then(
+    (code) => process.exit(code),
+    (error: unknown) => {
+      process.stderr.write(`generator: ${String(error)}\n`);
+      process.exit(2);
+    },
+  );
+}

@@ -1,0 +1,197 @@
+/**
+ * The peers of the benchmark: what they are, whether they can run here, and starting / stopping them.
+ *
+ * Always: the project's CLI in raw (`mux`) and line framing (`mux-line`), a chat server on the library with
+ * a nick filter (`mux-nick`), and the bench's own naive and corked Node loops. When installed: the Tcllib
+ * multiplexer, ncat --broker, redis-server (pub/sub), nats-server. More line-protocol servers can be added
+ * with BENCH_EXTRA_PEERS="name=command args {port};...".
+ */
+import { type ChildProcess, spawnSync } from 'node:child_process';
+import { closeSync, existsSync, openSync, writeFileSync } from 'node:fs';
+import * as net from 'node:net';
+import { join } from 'node:path';
+import { spawnTracked, stopChild } from './children';
+import type { ProtocolName } from './protocols';
+
+export interface PeerSpec {
+  readonly name: string;
+  readonly proto: ProtocolName;
+  readonly description: string;
+  /** Takes part only in the all-clients-send cases (the line-framing variants of the issue). */
+  readonly allOnly: boolean;
+  /** Lines come back prefixed with `nick: `. */
+  readonly stripPrefix: boolean;
+  /** Why connecting many clients to it takes very long (such cases are cut down), or null. */
+  readonly slowAccept: string | null;
+  /** Why it cannot run on this machine, or null. */
+  unavailable(): string | null;
+  /** The command that serves on 127.0.0.1:`port`. */
+  command(port: number, workDir: string): { file: string; args: string[] };
+}
+
+const DIST = __dirname; // dist/bench
+const CLI = join(DIST, '..', 'lib', 'cli.js');
+const server = (name: string): string => join(DIST, 'servers', `${name}.js`);
+
+function commandPath(name: string): string | null {
+  const found = spawnSync('sh', ['-c', `command -v ${name}`], { encoding: 'utf8' });
+  return found.status === 0 && found.stdout.trim() !== '' ? found.stdout.trim() : null;
+}
+
+function missing(command: string, packageName: string): string | null {
+  return commandPath(command) === null ? `${command} not installed (apt-get install ${packageName})` : null;
+}
+
+function nodeScript(name: string, description: string, file: string, extra: string[] = [], options: Partial<PeerSpec> = {}): PeerSpec {
+  return {
+    name,
+    proto: 'line',
+    description,
+    allOnly: false,
+    stripPrefix: false,
+    slowAccept: null,
+    ...options,
+    unavailable: () => (existsSync(file) ? null : `${file} missing (npm run build)`),
+    command: (port) => ({ file: process.execPath, args: [file, '--host', '127.0.0.1', '--port', String(port), ...extra] }),
+  };
+}
+
+/** The Tcllib multiplexer, unmodified: create, Init on the port, serve forever. */
+const TCL_SCRIPT = 'package require multiplexer\nset mp [multiplexer::create]\n${mp}::Init [lindex $argv 0]\nvwait forever\n';
+
+export const BUILTIN_PEERS: readonly PeerSpec[] = [
+  nodeScript('naive', 'naive Node loop: one write per chunk per receiver', server('naive')),
+  nodeScript('corked', 'naive loop + per-turn cork/uncork + TCP_NODELAY, no features', server('corked')),
+  nodeScript('mux', 'this project: CLI, raw framing, all features on', CLI),
+  nodeScript('mux-line', 'this project: CLI, --framing line, no filter', CLI, ['--framing', 'line'], { allOnly: true }),
+  nodeScript('mux-nick', 'this project: line framing + a filter prefixing `nick: ` to every line', server('mux-nick'), [], { allOnly: true, stripPrefix: true }),
+  {
+    name: 'tcl',
+    proto: 'line',
+    description: 'Tcllib multiplexer (tclsh)',
+    allOnly: false,
+    stripPrefix: false,
+    slowAccept: null,
+    unavailable: () => {
+      const absent = missing('tclsh', 'tcl tcllib');
+      if (absent !== null) return absent;
+      const probe = spawnSync('tclsh', [], { input: 'package require multiplexer\n', encoding: 'utf8', timeout: 5000 });
+      return probe.status === 0 ? null : 'tcllib multiplexer package not found (apt-get install tcllib)';
+    },
+    command: (port, workDir) => {
+      const script = join(workDir, 'tcl-multiplexer.tcl');
+      writeFileSync(script, TCL_SCRIPT);
+      return { file: 'tclsh', args: [script, String(port)] };
+    },
+  },
+  {
+    name: 'ncat',
+    proto: 'line',
+    description: 'ncat --broker',
+    allOnly: false,
+    stripPrefix: false,
+    slowAccept: 'accepts a few dozen connections/s (listen backlog 10): 1,000 clients take ~45 s to connect',
+    unavailable: () => missing('ncat', 'ncat'),
+    command: (port) => ({ file: 'ncat', args: ['-l', '127.0.0.1', String(port), '--broker', '-m', '20000'] }),
+  },
+  {
+    name: 'redis',
+    proto: 'redis',
+    description: 'redis-server pub/sub',
+    allOnly: false,
+    stripPrefix: false,
+    slowAccept: null,
+    unavailable: () => missing('redis-server', 'redis-server'),
+    command: (port) => ({
+      file: 'redis-server',
+      args: ['--port', String(port), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no', '--loglevel', 'warning', '--maxclients', '20000'],
+    }),
+  },
+  {
+    name: 'nats',
+    proto: 'nats',
+    description: 'nats-server',
+    allOnly: false,
+    stripPrefix: false,
+    slowAccept: null,
+    unavailable: () => missing('nats-server', 'nats-server'),
+    command: (port) => ({ file: 'nats-server', args: ['-a', '127.0.0.1', '-p', String(port)] }),
+  },
+];
+
+/** BENCH_EXTRA_PEERS="name=command args {port};...": external line-protocol broadcasters. */
+export function extraPeers(text: string | undefined): PeerSpec[] {
+  if (text === undefined || text.trim() === '') return [];
+  return text
+    .split(';')
+    .map((entry) => entry.trim())
+    .filter((entry) => entry !== '')
+    .map((entry) => {
+      const eq = entry.indexOf('=');
+      if (eq <= 0) throw new RangeError(`BENCH_EXTRA_PEERS entry must be name=command: ${entry}`);
+      const name = entry.slice(0, eq).trim();
+      const words = entry.slice(eq + 1).trim().split(/\s+/);
+      return {
+        name,
+        proto: 'line' as const,
+        description: `external: ${words.join(' ')}`,
+        allOnly: false,
+        stripPrefix: false,
+        slowAccept: null,
+        unavailable: () => (commandPath(words[0]) === null ? `${words[0]} not found` : null),
+        command: (port: number) => ({ file: words[0], args: words.slice(1).map((word) => word.replace('{port}', String(port))) }),
+      };
+    });
+}
+
+/** A peer server started by the bench. */
+export class RunningPeer {
+  constructor(
+    readonly spec: PeerSpec,
+    readonly port: number,
+    readonly child: ChildProcess,
+    readonly logFile: string,
+  ) {}
+
+  get pid(): number {
+    return this.child.pid ?? 0;
+  }
+
+  get alive(): boolean {
+    return this.child.exitCode === null && this.child.signalCode === null;
+  }
+
+  stop(): Promise<void> {
+    return stopChild(this.child);
+  }
+}
+
+function canConnect(port: number): Promise<boolean> {
+  return new Promise((resolve) => {
+    const socket = net.connect({ host: '127.0.0.1', port });
+    socket.once('connect', () => {
+      socket.destroy();
+      resolve(true);
+    });
+    socket.once('error', () => resolve(false));
+  });
+}
+
+/** Starts a peer on `port` and resolves once it accepts connections. */
+export async function startPeer(spec: PeerSpec, port: number, workDir: string): Promise<RunningPeer> {
+  if (await canConnect(port)) throw new Error(`port ${port} is already in use: set BENCH_PORT_BASE`);
+  const { file, args } = spec.command(port, workDir);
+  const logFile = join(workDir, `${spec.name}-${port}.log`);
+  const log = openSync(logFile, 'a');
+  const child = spawnTracked(file, args, { stdio: ['ignore', log, log] });
+  closeSync(log);
+  const peer = new RunningPeer(spec, port, child, logFile);
+  const deadline = Date.now() + 15_000;
+  while (Date.now() < deadline) {
+    if (!peer.alive) throw new Error(`${spec.name} exited at start (see ${logFile})`);
+    if (await canConnect(port)) return peer;
+    await new Promise((resolve) => setTimeout(resolve, 50));
+  }
+  await peer.stop();
+  throw new Error(`${spec.name} did not listen on ${port} within 15 s (see ${logFile})`);
+}

@@ -1,0 +1,53 @@
+/** The targets of the performance issue (#4), as ratios measured in one run of the bench. */
+import { find, type Summary } from './stats';
+
+export interface TargetCheck {
+  readonly target: string;
+  readonly measured: number | null;
+  /** e.g. `>= 5`. */
+  readonly goal: string;
+  /** null when a figure is missing (peer or case not run, or no clean run). */
+  readonly pass: boolean | null;
+}
+
+function ratio(a: number | null | undefined, b: number | null | undefined): number | null {
+  return a != null && b != null && b > 0 ? a / b : null;
+}
+
+function check(target: string, measured: number | null, op: '>=' | '<=', bound: number): TargetCheck {
+  const pass = measured === null ? null : op === '>=' ? measured >= bound : measured <= bound;
+  return { target, measured, goal: `${op} ${bound}`, pass };
+}
+
+/** `references`: peers the `all` case is compared with besides naive and corked (external broadcasters). */
+export function checkTargets(summaries: readonly Summary[], references: readonly string[]): TargetCheck[] {
+  const out: TargetCheck[] = [];
+  const cases = [...new Set(summaries.map((s) => s.case))];
+  const rate = (c: string, peer: string): number | null => find(summaries, c, peer)?.deliveriesPerS ?? null;
+  for (const c of cases.filter((name) => summaries.some((s) => s.case === name && s.kind === 'all'))) {
+    out.push(check(`${c}: deliveries/s mux / naive`, ratio(rate(c, 'mux'), rate(c, 'naive')), '>=', 5));
+    out.push(check(`${c}: deliveries/s mux / corked`, ratio(rate(c, 'mux'), rate(c, 'corked')), '>=', 0.9));
+    for (const ref of references) {
+      out.push(check(`${c}: deliveries/s mux / ${ref}`, ratio(rate(c, 'mux'), rate(c, ref)), '>=', 1));
+      out.push(check(`${c}: p50 latency mux / ${ref}`, ratio(find(summaries, c, 'mux')?.p50Us, find(summaries, c, ref)?.p50Us), '<=', 2));
+    }
+    out.push(check(`${c}: deliveries/s mux-line / mux (line framing vs raw)`, ratio(rate(c, 'mux-line'), rate(c, 'mux')), '>=', 0.8));
+    out.push(check(`${c}: deliveries/s mux-nick / naive (nick filter vs naive raw)`, ratio(rate(c, 'mux-nick'), rate(c, 'naive')), '>=', 3));
+  }
+  for (const c of cases.filter((name) => summaries.some((s) => s.case === name && s.kind === 'dedicated'))) {
+    out.push(check(`${c}: deliveries/s mux / naive`, ratio(rate(c, 'mux'), rate(c, 'naive')), '>=', 1));
+    out.push(check(`${c}: server CPU s per M deliveries mux / corked`, ratio(find(summaries, c, 'mux')?.cpuPerM, find(summaries, c, 'corked')?.cpuPerM), '<=', 1.1));
+  }
+  for (const c of cases.filter((name) => summaries.some((s) => s.case === name && s.kind === 'paced'))) {
+    out.push(check(`${c}: p99 latency mux / naive`, ratio(find(summaries, c, 'mux')?.p99Us, find(summaries, c, 'naive')?.p99Us), '<=', 1));
+  }
+  for (const c of cases.filter((name) => summaries.some((s) => s.case === name && s.kind === 'mem'))) {
+    out.push(check(`${c}: bytes per idle connection mux / naive`, ratio(find(summaries, c, 'mux')?.bytesPerConn, find(summaries, c, 'naive')?.bytesPerConn), '<=', 1));
+  }
+  for (const c of cases.filter((name) => summaries.some((s) => s.case === name && s.kind === 'hold'))) {
+    const mux = find(summaries, c, 'mux');
+    const clean = mux === undefined || mux.runs === 0 ? null : (mux.runs - mux.bad) / mux.runs;
+    out.push(check(`${c}: share of mux runs clean (all clients held, every broadcast delivered)`, clean, '>=', 1));
+  }
+  return out;
+}
