@@ -74,9 +74,12 @@ export interface CliProcess {
   readonly exited: Promise<number | null>;
 }
 
-/** Runs `node dist/lib/cli.js ...args` (building dist first if needed) and waits for the listening line. */
-export async function startCli(args: readonly string[], timeout = 15_000): Promise<CliProcess> {
-  const result = runCli(args);
+/**
+ * Runs `node dist/lib/cli.js ...args` (building dist first if needed) and waits for the listening line.
+ * @param wrapper a command that execs the rest, such as `['prlimit', '--nofile=64:64', '--']`
+ */
+export async function startCli(args: readonly string[], { timeout = 15_000, wrapper = [] as readonly string[] } = {}): Promise<CliProcess> {
+  const result = runCli(args, wrapper);
   const line = await new Promise<string>((resolve, reject) => {
     const timer = setTimeout(() => reject(new Error(`CLI did not print a listening line: ${result.stdout()} ${result.stderr()}`)), timeout);
     const check = (): void => {
@@ -98,9 +101,10 @@ export async function startCli(args: readonly string[], timeout = 15_000): Promi
 }
 
 /** Runs the CLI without waiting for anything; for flags that make it exit. */
-export function runCli(args: readonly string[]): Omit<CliProcess, 'port' | 'banner'> {
+export function runCli(args: readonly string[], wrapper: readonly string[] = []): Omit<CliProcess, 'port' | 'banner'> {
   ensureBuilt();
-  const child = spawn(process.execPath, [CLI, ...args], { cwd: ROOT, stdio: ['ignore', 'pipe', 'pipe'] });
+  const command = [...wrapper, process.execPath, CLI, ...args];
+  const child = spawn(command[0], command.slice(1), { cwd: ROOT, stdio: ['ignore', 'pipe', 'pipe'] });
   let out = '';
   let err = '';
   child.stdout.setEncoding('utf8').on('data', (text: string) => (out += text));
