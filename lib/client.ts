@@ -312,9 +312,15 @@ export class Client<S extends object = Record<string, unknown>> {
   private endSocket(): void {
     this.endWhenFlushed = false;
     const socket = this.socket;
-    // Destroy once everything is handed to the kernel: do not wait for a peer that never closes.
-    socket.once('finish', () => socket.destroy());
     socket.end();
+    if (this.exitReason === 'destroy') {
+      // Shutting down: close once everything is handed to the kernel.
+      socket.once('finish', () => socket.destroy());
+      return;
+    }
+    // A lingering close: read and discard until the peer closes too (or the grace timer fires), so that a
+    // client still sending does not get a reset that would wipe out what we told it last.
+    socket.resume();
   }
 
   /**

@@ -44,7 +44,7 @@ export interface Settings {
   maxClients: number;
   /** Most connections from one address; 0 is no limit. Default 0. */
   maxConnectionsPerAddress: number;
-  /** Longest message in `line` framing (or a custom framing that honours it), in bytes. Default 1 MiB. */
+  /** Longest message in `line` framing (or a custom framing that honours it), in bytes. Default 64 KiB. */
   maxMessageBytes: number;
   /** Policy for an over-long line. Default `'disconnect'`. */
   lineOverflow: LineOverflowPolicy;
@@ -83,7 +83,7 @@ export const DEFAULTS: Readonly<Settings> = Object.freeze({
   maxPendingBytes: 1024 * 1024,
   maxClients: 0,
   maxConnectionsPerAddress: 0,
-  maxMessageBytes: 1024 * 1024,
+  maxMessageBytes: 64 * 1024,
   lineOverflow: 'disconnect',
   idleTimeout: 0,
   maxMessagesPerSecond: 0,
