@@ -102,8 +102,18 @@ export class Client<S extends object = Record<string, unknown>> {
   pendingBytes = 0;
   /** @internal What its messages wait for (bit set: access decision, async filter, rate limit); they go to the inbox meanwhile. */
   holds = 0;
-  /** @internal Messages waiting while held, as payload, wire pairs. */
+  /** @internal Messages waiting while held, as payload, wire pairs, from `inboxHead` on. */
   inbox: Buffer[] = [];
+  /** @internal */
+  inboxHead = 0;
+  /** @internal It closed while messages of its own were still held: exit hooks wait for them. */
+  exitPending = false;
+  /** @internal It sent EOF before its access decision. */
+  endedEarly = false;
+  /** @internal 'drain' events seen, and the count at the last congestion check: progress of a reader. */
+  drains = 0;
+  /** @internal */
+  drainsAtCheck = 0;
   /** @internal Rate-limit token buckets and when they were last filled. */
   rateStamp = 0;
   /** @internal */
@@ -244,6 +254,7 @@ export class Client<S extends object = Record<string, unknown>> {
 
   /** @internal The socket drained: send more. */
   onDrain(): void {
+    this.drains += 1;
     this.waitingDrain = false;
     this.socketBacklog = this.socket.writableLength;
     if (this.head < this.queue.length) this.flush();
@@ -255,7 +266,7 @@ export class Client<S extends object = Record<string, unknown>> {
    * socket is destroyed. The first reason given wins.
    * @internal
    */
-  leave(reason: ExitReason, error: Error | undefined, graceful: boolean): void {
+  leave(reason: ExitReason, error: Error | undefined, graceful: boolean, graceMs = CLOSE_GRACE_MS): void {
     if (this.exitReason === null) {
       this.exitReason = reason;
       this.exitError = error;
@@ -271,7 +282,7 @@ export class Client<S extends object = Record<string, unknown>> {
     if (this.closing) return;
     this.closing = true;
     this.endWhenFlushed = true;
-    this.closeTimer = setTimeout(() => socket.destroy(), CLOSE_GRACE_MS);
+    this.closeTimer = setTimeout(() => socket.destroy(), graceMs);
     this.closeTimer.unref();
     if (this.head === this.queue.length && !this.waitingDrain) this.endSocket();
   }
@@ -287,6 +298,24 @@ export class Client<S extends object = Record<string, unknown>> {
     }
     this.dropQueue();
     this.decoder = null;
+  }
+
+  /** @internal Forgets the messages it sent that still wait (the server sent it away). */
+  dropInbox(): void {
+    this.inbox = [];
+    this.inboxHead = 0;
+    this.pendingBytes = 0;
+  }
+
+  /** @internal Releases the processed part of the inbox. */
+  compactInbox(): void {
+    if (this.inboxHead === this.inbox.length) {
+      this.inbox.length = 0;
+      this.inboxHead = 0;
+    } else if (this.inboxHead > 1024 && this.inboxHead * 2 > this.inbox.length) {
+      this.inbox.splice(0, this.inboxHead);
+      this.inboxHead = 0;
+    }
   }
 
   /** Drops queued messages (the socket is going away). */
@@ -347,6 +376,8 @@ export class Client<S extends object = Record<string, unknown>> {
       }
       this.head = head;
       this.queued -= freed;
+      // A reader that takes nothing never flushes: release the dropped slots here.
+      if (head > 1024 && head * 2 > this.queue.length) this.compact();
     } else {
       dropped = 1;
     }

@@ -2,13 +2,10 @@
 export type ErrorCode =
   | 'ERR_INVALID_OPTION'
   | 'ERR_UNKNOWN_CONFIG_KEY'
-  | 'ERR_CONFIG_READONLY'
   | 'ERR_ALREADY_LISTENING'
   | 'ERR_DESTROYED'
-  | 'ERR_ADDRESS_IN_USE'
   | 'ERR_LISTEN'
-  | 'ERR_LINE_TOO_LONG'
-  | 'ERR_HOOK';
+  | 'ERR_LINE_TOO_LONG';
 
 /** Attaches a `code` to an error, the way Node's own errors carry one. */
 export function withCode<E extends Error>(error: E, code: ErrorCode): E & { code: ErrorCode } {

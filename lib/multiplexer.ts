@@ -5,7 +5,7 @@ import { Client, MESSAGE_OVERHEAD, type ClientOwner, type ExitReason } from './c
 import { invalidArgument, toError, withCode } from './errors';
 import { resolveFraming, type Framing, type MessageSink } from './framing';
 import { Logger } from './log';
-import { parseSetting, resolveSettings, settingKey, type MultiplexerOptions, type SettingKey, type Settings } from './options';
+import { parseSetting, resolveSettings, settingKey, type MultiplexerOptions, type SettingKey, type Settings, type TlsServerOptions } from './options';
 
 /** What a data filter returns: new data, `undefined` to pass the data on unchanged, `null` or `false` to drop it. */
 export type FilterResult = Buffer | string | null | false | undefined | void;
@@ -59,7 +59,7 @@ export type LimitKind =
 /** Where an error reported through the `error` event came from. */
 export interface ErrorContext<S extends object = Record<string, unknown>> {
   /** The hook, listener or operation that failed. */
-  readonly source: 'filter' | 'accessFilter' | 'exitFilter' | 'broadcast' | 'listener' | 'server';
+  readonly source: 'filter' | 'accessFilter' | 'exitFilter' | 'broadcast' | 'framing' | 'listener' | 'server';
   /** The client concerned, if any. */
   readonly client?: Client<S>;
 }
@@ -190,7 +190,7 @@ export class Multiplexer<S extends object = Record<string, unknown>> extends Eve
   readonly framing: Framing;
 
   private readonly current: Settings;
-  private readonly tlsOptions: tls.TlsOptions | undefined;
+  private readonly tlsOptions: TlsServerOptions | undefined;
   private readonly secureContext: tls.SecureContext | null;
   private readonly filters: DataFilter<S>[] = [];
   private readonly accessFilters: AccessFilter<S>[] = [];
@@ -454,6 +454,7 @@ export class Multiplexer<S extends object = Record<string, unknown>> extends Eve
         if (server.listening) server.close(() => done());
         else server.once('listening', () => server.close(() => done()));
       });
+      for (const socket of this.handshaking) socket.destroy();
       const clientsClosed = new Promise<void>((done) => {
         if (this.connections.size === 0) return done();
         const timer = setTimeout(() => {
@@ -463,8 +464,7 @@ export class Multiplexer<S extends object = Record<string, unknown>> extends Eve
           clearTimeout(timer);
           done();
         };
-        for (const client of [...this.connections]) client.leave('destroy', undefined, client.member);
-        for (const socket of this.handshaking) socket.destroy();
+        for (const client of [...this.connections]) client.leave('destroy', undefined, client.member, timeout);
       });
       void Promise.all([serverClosed, clientsClosed]).then(() => {
         this.stopTimers();
@@ -669,7 +669,8 @@ export class Multiplexer<S extends object = Record<string, unknown>> extends Eve
     for (let i = from; i < this.accessFilters.length; i += 1) {
       const result = this.accessFilters[i](client);
       if (isPromiseLike(result)) {
-        return Promise.resolve(result).then((resolved) => (denies(resolved) ? resolved : this.runAccessFilters(client, i + 1)));
+        // Once it has gone, later filters need not run for it.
+        return Promise.resolve(result).then((resolved) => (denies(resolved) || client.closing ? resolved : this.runAccessFilters(client, i + 1)));
       }
       if (denies(result)) return result;
     }
@@ -681,7 +682,7 @@ export class Multiplexer<S extends object = Record<string, unknown>> extends Eve
     const error = toError(thrown);
     this.log.warn('access filter failed for %s, denying: %s', client, error.message);
     this.emitGuarded('error', error, { source: 'accessFilter', client });
-    this.deny(client, 'access-error');
+    if (!client.closing) this.deny(client, 'access-error');
   }
 
   private decide(client: Client<S>, decision: AccessDecision): void {
@@ -693,21 +694,28 @@ export class Multiplexer<S extends object = Record<string, unknown>> extends Eve
     this.emitGuarded('connect', client);
     client.holds &= ~HOLD_ACCESS;
     this.drainInbox(client);
+    // It said all it had to say before it was admitted: now that it is out, it leaves.
+    if (client.endedEarly && !client.closing && !this.current.allowHalfOpen) client.leave('eof', undefined, true);
   }
 
   private deny(client: Client<S>, reason: DenyReason): void {
     this.counters.denials[reason] += 1;
     this.log.info('%s denied: %s', client, reason);
     client.exited = true; // never joined: no exit hooks
-    client.leave('kicked', undefined, false);
+    // What an access filter queued for it (a reason, a banner) is still sent, as Tcl's close flushes.
+    client.leave('kicked', undefined, client.queuedBytes > 0);
     this.emitGuarded('deny', client, reason);
   }
 
   private onSocketEnd(client: Client<S>): void {
     if (client.closing) return;
     this.drainStash(client);
-    if (client.decoder !== null && client.sink !== null) client.decoder.end(client.sink);
-    if (!this.current.allowHalfOpen || !client.member) client.leave('eof', undefined, true);
+    this.decode(client, null);
+    if ((client.holds & HOLD_ACCESS) !== 0) {
+      client.endedEarly = true; // admitted or not, decide() sees to it
+      return;
+    }
+    if (!this.current.allowHalfOpen) client.leave('eof', undefined, true);
   }
 
   private onSocketError(client: Client<S>, error: NodeJS.ErrnoException): void {
@@ -722,15 +730,24 @@ export class Multiplexer<S extends object = Record<string, unknown>> extends Eve
     this.forget(client);
     client.closing = true;
     client.released();
-    const reason = client.exitReason ?? 'eof';
     if (!client.exited && client.member) {
-      client.exited = true;
-      this.counters.disconnects[reason] += 1;
-      this.log.debug('%s left: %s', client, reason);
-      this.callHook('exitFilter', client, () => this.exitFilter(client, reason));
-      this.emitGuarded('exit', client, reason, client.exitError);
+      // Its last messages (held by an async filter or a rate limit) go out first, then it is announced gone.
+      if (client.holds !== 0 || client.inboxHead < client.inbox.length) client.exitPending = true;
+      else this.runExit(client);
     }
     if (this.connections.size === 0 && this.allClosed !== null) this.allClosed();
+  }
+
+  /** Exit filters, then the `exit` event: once per client that joined. */
+  private runExit(client: Client<S>): void {
+    if (client.exited) return;
+    client.exited = true;
+    client.exitPending = false;
+    const reason = client.exitReason ?? 'eof';
+    this.counters.disconnects[reason] += 1;
+    this.log.debug('%s left: %s', client, reason);
+    this.callHook('exitFilter', client, () => this.exitFilter(client, reason));
+    this.emitGuarded('exit', client, reason, client.exitError);
   }
 
   /** Takes a leaving client out of every structure that could send to it or wait for it. */
@@ -754,16 +771,28 @@ export class Multiplexer<S extends object = Record<string, unknown>> extends Eve
       this.holdSender(client);
       return;
     }
-    client.decoder.write(chunk, client.sink);
+    this.decode(client, chunk);
     if (this.congestion.size !== 0 && !client.closing) this.holdSender(client);
+  }
+
+  /** Frames a chunk (or, with null, the end of the stream); a framing that throws costs only this client. */
+  private decode(client: Client<S>, chunk: Buffer | null): void {
+    const { decoder, sink } = client;
+    if (decoder === null || sink === null) return;
+    try {
+      if (chunk === null) decoder.end(sink);
+      else decoder.write(chunk, sink);
+    } catch (error) {
+      this.report(error, { source: 'framing', client }, `framing ${this.framing.name} failed: %s`);
+      client.leave('error', toError(error), false);
+    }
   }
 
   /** Frames what a held sender sent while it waited. */
   private drainStash(client: Client<S>): void {
     const stash = client.stash;
     client.stash = null;
-    if (stash === null || client.decoder === null || client.sink === null) return;
-    for (const chunk of stash) client.decoder.write(chunk, client.sink);
+    if (stash !== null) for (const chunk of stash) this.decode(client, chunk);
   }
 
   private createSink(client: Client<S>): MessageSink {
@@ -781,6 +810,13 @@ export class Multiplexer<S extends object = Record<string, unknown>> extends Eve
       return;
     }
     if (client.closing) return; // the rate limit disconnected it
+    if (pinsLargeBuffer(wire)) {
+      // Waiting messages must not keep whole read buffers alive: keep a copy of just this one.
+      const copy = Buffer.from(wire);
+      const offset = payload.byteOffset - wire.byteOffset;
+      payload = payload.buffer === wire.buffer && offset >= 0 && offset + payload.length <= wire.length ? copy.subarray(offset, offset + payload.length) : Buffer.from(payload);
+      wire = copy;
+    }
     client.inbox.push(payload, wire);
     client.pendingBytes += wire.length + MESSAGE_OVERHEAD;
     if (client.pendingBytes > this.current.maxPendingBytes) this.pause(client, PAUSE_PENDING);
@@ -803,8 +839,8 @@ export class Multiplexer<S extends object = Record<string, unknown>> extends Eve
       Promise.resolve(result)
         .then(undefined, (error: unknown) => this.filterFailed(error, client, payload))
         .then((resolved) => {
-          this.filtered(client, payload, wire, resolved);
           client.holds &= ~HOLD_FILTER;
+          if (!this.sentAway(client)) this.filtered(client, payload, wire, resolved);
           this.drainInbox(client);
         });
       return;
@@ -813,9 +849,43 @@ export class Multiplexer<S extends object = Record<string, unknown>> extends Eve
   }
 
   private filtered(client: Client<S>, payload: Buffer, wire: Buffer, result: FilterResult): void {
-    if (result === undefined || result === payload) this.publish(wire, client);
-    else if (result === null || result === false) this.counters.filtered += 1;
-    else this.publish(this.framing.encode(typeof result === 'string' ? Buffer.from(result) : result), client);
+    const next = this.nextData(payload, result, client);
+    if (next === payload) {
+      this.publish(wire, client);
+      return;
+    }
+    if (next === null) {
+      this.counters.filtered += 1;
+      return;
+    }
+    let encoded: Buffer;
+    try {
+      encoded = this.framing.encode(next);
+    } catch (error) {
+      this.report(error, { source: 'framing', client }, `framing ${this.framing.name} failed to encode: %s`);
+      return;
+    }
+    this.publish(encoded, client);
+  }
+
+  /**
+   * What a filter's result means for the data: the same Buffer (unchanged), another one, or null (dropped).
+   * A result of another type is a failed filter.
+   */
+  private nextData(current: Buffer, result: FilterResult, client: Client<S>): Buffer | null {
+    if (result === undefined) return current;
+    if (result === null || result === false) return null;
+    if (typeof result === 'string') return Buffer.from(result);
+    const value: unknown = result; // JavaScript callers and casts can return anything
+    if (Buffer.isBuffer(value)) return value;
+    if (value instanceof Uint8Array) return Buffer.from(value.buffer, value.byteOffset, value.byteLength);
+    const error = new TypeError(`a filter returned ${describeValue(value)}; expected a Buffer, a string, undefined, null or false`);
+    return this.filterFailed(error, client, current) === null ? null : current;
+  }
+
+  /** True when the server sent the client away: what it still had waiting is not broadcast. */
+  private sentAway(client: Client<S>): boolean {
+    return client.closing && !SELF_INFLICTED.has(client.exitReason);
   }
 
   private runFilters(data: Buffer, client: Client<S>, from: number): FilterResult | Promise<FilterResult> {
@@ -832,11 +902,11 @@ export class Multiplexer<S extends object = Record<string, unknown>> extends Eve
         return Promise.resolve(result)
           .then(undefined, (error: unknown) => this.filterFailed(error, client, input))
           .then((resolved) => {
-            const next = nextData(input, resolved);
+            const next = this.nextData(input, resolved, client);
             return next === null ? null : this.runFilters(next, client, i + 1);
           });
       }
-      const next = nextData(current, result);
+      const next = this.nextData(current, result, client);
       if (next === null) return null;
       current = next;
     }
@@ -852,22 +922,28 @@ export class Multiplexer<S extends object = Record<string, unknown>> extends Eve
     return this.current.filterErrors === 'drop' ? null : input;
   }
 
+  /** Processes waiting messages in order until one is held again (async filter, rate limit). */
   private drainInbox(client: Client<S>): void {
-    const inbox = client.inbox;
-    let i = 0;
-    while (i < inbox.length && client.holds === 0) {
-      const payload = inbox[i];
-      const wire = inbox[i + 1];
+    while (client.inboxHead < client.inbox.length && client.holds === 0) {
+      if (this.sentAway(client)) {
+        client.dropInbox();
+        break;
+      }
+      const payload = client.inbox[client.inboxHead];
+      const wire = client.inbox[client.inboxHead + 1];
       if (this.rateLimited && !this.takeTokens(client, wire.length)) break;
-      i += 2;
+      client.inboxHead += 2;
       client.pendingBytes -= wire.length + MESSAGE_OVERHEAD;
       this.process(client, payload, wire);
     }
-    inbox.splice(0, i);
+    client.compactInbox();
     if (client.pendingBytes <= this.current.maxPendingBytes / 2) this.unpause(client, PAUSE_PENDING);
+    if (client.exitPending && client.holds === 0 && client.inboxHead === client.inbox.length) this.runExit(client);
   }
 
   private publish(message: Buffer, sender: Client<S>): void {
+    // Queued for a slow reader, a small view would keep its whole read buffer alive: send a copy instead.
+    if (pinsLargeBuffer(message)) message = Buffer.from(message);
     sender.messagesIn += 1;
     this.counters.messagesIn += 1;
     this.emit('data', message, sender);
@@ -927,17 +1003,26 @@ export class Multiplexer<S extends object = Record<string, unknown>> extends Eve
   }
 
   /**
-   * Receivers that hold senders back while most others keep up spend their hold budget (`stallTimeout` in
-   * all); when it is spent they are lagging, slow consumers: senders stop waiting for them. While as many
-   * receivers are behind as keep up, the server itself is the bottleneck: everyone waits, nobody is blamed.
+   * Receivers that hold senders back while most others keep up, or that take nothing at all, spend their hold
+   * budget (`stallTimeout` in all); when it is spent they are lagging, slow consumers: senders stop waiting
+   * for them. While as many receivers are behind as keep up and they are all reading, the server itself is
+   * the bottleneck: everyone waits, nobody is blamed.
    */
   private checkCongestion(): void {
     const now = Date.now();
     const elapsed = now - this.lastCongestionCheck;
     this.lastCongestionCheck = now;
-    const keepingUp = this.members.size - this.congestion.size - this.laggards.size;
-    if (keepingUp < this.congestion.size) return;
+    const halfMark = this.current.highWaterMark / 2;
+    const overloaded = this.members.size - this.congestion.size - this.laggards.size < this.congestion.size;
     for (const client of this.congestion) {
+      if (client.queuedBytes <= halfMark) {
+        this.owner.relieved(client); // drained without a 'drain' event (a small highWaterMark)
+        continue;
+      }
+      // A reader that took nothing since the last check is stalled, overload or not.
+      const stalled = client.drains === client.drainsAtCheck;
+      client.drainsAtCheck = client.drains;
+      if (overloaded && !stalled) continue;
       client.holdBudget -= Math.min(elapsed, now - client.congestedSince);
       if (client.holdBudget > 0) continue;
       client.holdBudget = 0;
@@ -1069,8 +1154,7 @@ export class Multiplexer<S extends object = Record<string, unknown>> extends Eve
       leaving: (client) => {
         // Sent before it left on its own: still broadcast. Held when the server sends it away: dropped.
         if (!SELF_INFLICTED.has(client.exitReason)) {
-          client.inbox = [];
-          client.pendingBytes = 0;
+          client.dropInbox();
           client.stash = null;
         }
         this.forget(client as Client<S>);
@@ -1124,10 +1208,14 @@ function denies(decision: AccessDecision): boolean {
   return decision === -1 || decision === false || decision === '-1';
 }
 
-function nextData(current: Buffer, result: FilterResult): Buffer | null {
-  if (result === undefined) return current;
-  if (result === null || result === false) return null;
-  return typeof result === 'string' ? Buffer.from(result) : result;
+function describeValue(value: unknown): string {
+  return value === null ? 'null' : Array.isArray(value) ? 'an array' : `a ${typeof value}`;
+}
+
+/** Views smaller than an eighth of a read buffer of over 16 KiB would keep all of it alive while queued. */
+function pinsLargeBuffer(view: Buffer): boolean {
+  const backing = view.buffer.byteLength;
+  return backing > 16 * 1024 && view.length * 8 < backing;
 }
 
 function assertFunction<F>(value: F, what: string): F {

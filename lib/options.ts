@@ -1,4 +1,4 @@
-import type { TlsOptions } from 'node:tls';
+import type { SecureContextOptions, TlsOptions } from 'node:tls';
 import { invalidArgument } from './errors';
 import type { Framing } from './framing';
 import { LOG_LEVELS, type LogLevel } from './log';
@@ -62,12 +62,19 @@ export interface Settings {
   allowHalfOpen: boolean;
 }
 
+/**
+ * TLS settings: the secure-context options of `tls.createSecureContext` (`key`, `cert`, `ca`, `ciphers`,
+ * `minVersion`, ...) and these server options. `handshakeTimeout` defaults to 10 000 ms.
+ */
+export type TlsServerOptions = SecureContextOptions &
+  Pick<TlsOptions, 'requestCert' | 'rejectUnauthorized' | 'ALPNProtocols' | 'SNICallback' | 'handshakeTimeout'>;
+
 /** Options of `new Multiplexer()`: every setting, plus those fixed at construction. */
 export interface MultiplexerOptions extends Partial<Settings> {
   /** How bytes become messages: `'raw'` (chunks as they arrive, as Tcl), `'line'`, or your own. Default `'raw'`. */
   framing?: 'raw' | 'line' | Framing;
   /** Listen with TLS: at least `key` and `cert`. */
-  tls?: TlsOptions;
+  tls?: TlsServerOptions;
   /** Instance name used in log namespaces (`multiplexer:<name>`). Default `mp<N>`. */
   name?: string;
 }

@@ -196,7 +196,30 @@ describe('addAccessFilter', () => {
       expect(bob.text).toBe('after');
     });
 
-    it('does not admit, nor run exit filters for, a client that left before the decision', async () => {
+    it('admits a client that sent its data and EOF before the decision, broadcasts the data, then lets it go', async () => {
+      const decision = gate<AccessDecision>();
+      const exitFilter = jest.fn();
+      const { mux, port } = await startMux({}, (m) => {
+        m.addAccessFilter((client) => (client.id === 0 ? true : decision.promise));
+        m.addExitFilter(exitFilter);
+      });
+      const seen = watch(mux);
+      const receiver = await TestClient.connect(port);
+      await waitFor(() => mux.clients.size === 1, 'the receiver to join');
+      const oneShot = await TestClient.connect(port);
+      await waitFor(() => mux.stats().connections === 2, 'the connection');
+      oneShot.socket.end('hello\n');
+      await delay(50);
+      expect(receiver.received).toBe(0);
+      decision.open(true);
+      await receiver.waitForText('hello\n');
+      await oneShot.waitForClose();
+      await waitFor(() => seen.exits.length === 1, 'its exit');
+      expect(seen.exits).toEqual(['eof']);
+      expect(exitFilter).toHaveBeenCalledTimes(1);
+    });
+
+    it('does not admit, nor run exit filters for, a client whose connection was reset before the decision', async () => {
       const decision = gate<AccessDecision>();
       const exitFilter = jest.fn();
       const { mux, port } = await startMux({}, (m) => {
@@ -206,7 +229,7 @@ describe('addAccessFilter', () => {
       const seen = watch(mux);
       const client = await TestClient.connect(port);
       await waitFor(() => mux.stats().connections === 1, 'the connection');
-      client.end();
+      client.socket.resetAndDestroy();
       await waitFor(() => mux.stats().connections === 0, 'the connection to be released');
       decision.open(true);
       await delay(20);
