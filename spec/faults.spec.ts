@@ -356,6 +356,7 @@ describe('a client the server disconnects', () => {
     const [spammer, receiver] = await connectAll(mux, port, 2);
     await spammer.write('hello\nspam\nmore spam 1\nmore spam 2\n');
     await spammer.waitForClose();
+    await waitFor(() => exits.length === 1, 'the exit');
     await delay(50);
     expect(receiver.text).toBe('hello\n');
     expect(exits).toEqual(['kicked']);

@@ -61,6 +61,7 @@ describe('over-long lines in line framing (maxMessageBytes)', () => {
       const [offender, receiver] = await connectAll(mux, port, 2);
       await offender.write(`before\n${'x'.repeat(max + 1)}\nafter the long line\n`);
       await offender.waitForClose();
+      await waitFor(() => events.exits.length === 1, 'the exit');
       await delay(50);
       expect(receiver.text).toBe('before\n');
       expect(events.exits.map((exit) => exit.reason)).toEqual(['line-too-long']);
@@ -214,6 +215,7 @@ describe('idleTimeout', () => {
     await idle.waitForClose(5_000);
     const elapsed = Date.now() - start;
     expect(elapsed).toBeGreaterThanOrEqual(280);
+    await waitFor(() => events.exits.length === 1, 'the exit');
     expect(events.exits.map((exit) => exit.reason)).toEqual(['idle']);
     expect(mux.stats().disconnects.idle).toBe(1);
   });
@@ -231,6 +233,8 @@ describe('idleTimeout', () => {
     mux.config('idleTimeout', 200);
     await talker.waitForClose(5_000);
     await listener.waitForClose(5_000);
+    // The client sees our FIN first; the server's side closes once the client's FIN is back.
+    await waitFor(() => events.exits.length === 2, 'both exits');
     expect(events.exits.map((exit) => exit.reason)).toEqual(['idle', 'idle']);
   });
 
