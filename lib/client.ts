@@ -82,7 +82,7 @@ export class Client<S extends object = Record<string, unknown>> {
   member = false;
   /** @internal No longer accepts messages; set when it starts to leave. */
   closing = false;
-  /** @internal Exit hooks have run (or the client never joined). */
+  /** @internal Exit hooks have run. */
   exited = false;
   /** @internal First reason given for its departure. */
   exitReason: ExitReason | null = null;
@@ -243,7 +243,7 @@ export class Client<S extends object = Record<string, unknown>> {
       // Release references to what was written so it can be collected.
       queue.fill(EMPTY, this.head, head);
       this.head = head;
-      if (head > 1024 && head * 2 > count) this.compact();
+      this.compact();
       this.waitingDrain = true;
     }
     this.queued -= written + messages * MESSAGE_OVERHEAD;
@@ -376,8 +376,7 @@ export class Client<S extends object = Record<string, unknown>> {
       }
       this.head = head;
       this.queued -= freed;
-      // A reader that takes nothing never flushes: release the dropped slots here.
-      if (head > 1024 && head * 2 > this.queue.length) this.compact();
+      this.compact(); // a reader that takes nothing never flushes: release the dropped slots here
     } else {
       dropped = 1;
     }
@@ -386,7 +385,9 @@ export class Client<S extends object = Record<string, unknown>> {
     return fits;
   }
 
+  /** Releases the slots before `head` once they are over half of the queue. */
   private compact(): void {
+    if (this.head <= 1024 || this.head * 2 <= this.queue.length) return;
     this.queue.splice(0, this.head);
     this.head = 0;
   }

@@ -325,10 +325,7 @@ export class Multiplexer<S extends object = Record<string, unknown>> extends Eve
    * @param sender the client it came from
    */
   protected broadcast(message: Buffer, sender: Client<S>): void {
-    const toOrigin = this.current.sendToOrigin;
-    for (const client of this.members) {
-      if (client !== sender || toOrigin) client.enqueue(message);
-    }
+    this.enqueueAll(message, this.current.sendToOrigin ? undefined : sender);
   }
 
   // ---------------------------------------------------------------- server code API
@@ -345,7 +342,11 @@ export class Multiplexer<S extends object = Record<string, unknown>> extends Eve
 
   /** Server code sends `data` to every client that joined, except `except`. Strings are sent as UTF-8. */
   sendToAll(data: Buffer | string, except?: Client<S>): void {
-    const message = typeof data === 'string' ? Buffer.from(data) : data;
+    this.enqueueAll(typeof data === 'string' ? Buffer.from(data) : data, except);
+  }
+
+  /** Queues the same Buffer on every member but `except`: the fan-out loop. */
+  private enqueueAll(message: Buffer, except: Client<S> | undefined): void {
     for (const client of this.members) {
       if (client !== except) client.enqueue(message);
     }
@@ -701,8 +702,7 @@ export class Multiplexer<S extends object = Record<string, unknown>> extends Eve
   private deny(client: Client<S>, reason: DenyReason): void {
     this.counters.denials[reason] += 1;
     this.log.info('%s denied: %s', client, reason);
-    client.exited = true; // never joined: no exit hooks
-    // What an access filter queued for it (a reason, a banner) is still sent, as Tcl's close flushes.
+    // Never joined, so no exit hooks. What an access filter queued for it (a reason, a banner) is still sent, as Tcl's close flushes.
     client.leave('kicked', undefined, client.queuedBytes > 0);
     this.emitGuarded('deny', client, reason);
   }
@@ -755,6 +755,12 @@ export class Multiplexer<S extends object = Record<string, unknown>> extends Eve
     this.members.delete(client);
     this.heldSenders.delete(client);
     this.laggards.delete(client);
+    this.endCongestion(client);
+  }
+
+  /** The client no longer holds senders back; when it was the last one, they go on. */
+  private endCongestion(client: Client<S>): void {
+    client.congested = false;
     if (this.congestion.delete(client) && this.congestion.size === 0) this.releaseSenders();
   }
 
@@ -1132,10 +1138,7 @@ export class Multiplexer<S extends object = Record<string, unknown>> extends Eve
         client.lagging = false;
         client.relievedAt = now;
         this.laggards.delete(client as Client<S>);
-        if (!client.congested) return;
-        client.congested = false;
-        this.congestion.delete(client as Client<S>);
-        if (this.congestion.size === 0) this.releaseSenders();
+        this.endCongestion(client as Client<S>);
       },
       overflowed: (client, dropped) => {
         const typed = client as Client<S>;
