@@ -38,6 +38,8 @@ export interface ClientOwner {
   leaving(client: Client<object>): void;
   /** Counts what was handed to the socket. */
   wrote(bytes: number, messages: number): void;
+  /** Queues the broadcasts of this turn not yet given to the client: before a direct send, or as it leaves. */
+  catchUp(client: Client<object>): void;
 }
 
 /** Messages of at most this size are copied into one buffer per write instead of being sent one by one. */
@@ -55,8 +57,9 @@ const CLOSE_GRACE_MS = 2000;
 /**
  * One connected client: its socket, where it comes from, per-client state, and its outbound queue.
  *
- * Messages for the client are queued (the same Buffer for every receiver, never copied per client) and
- * written once per event-loop turn; the queue plus what the socket still holds is bounded by
+ * Broadcasts reach it once per event-loop turn as slices of the turn's shared buffer (see `takeTurn`);
+ * when it is behind, messages are queued (the same Buffer for every receiver, never copied per client)
+ * and written as it drains. The queue plus what the socket still holds is bounded by
  * `maxQueuedBytes`.
  */
 export class Client<S extends object = Record<string, unknown>> {
@@ -128,6 +131,10 @@ export class Client<S extends object = Record<string, unknown>> {
   holdBudget = -1;
   /** @internal When it last drained below half of `highWaterMark`. */
   relievedAt = 0;
+  /** @internal The turn's log it receives from (its sequence number; -1 when not a member) and from where. */
+  turnSeq = -1;
+  /** @internal */
+  turnFrom = 0;
 
   private readonly queue: Buffer[] = [];
   private head = 0;
@@ -169,6 +176,7 @@ export class Client<S extends object = Record<string, unknown>> {
    * @returns false when the client is leaving or the message was dropped by the slow-consumer policy
    */
   send(data: Buffer | string): boolean {
+    this.owner.catchUp(this); // broadcasts made before this message go first
     return this.enqueue(typeof data === 'string' ? Buffer.from(data) : data);
   }
 
@@ -200,6 +208,60 @@ export class Client<S extends object = Record<string, unknown>> {
     }
     if (total > settings.highWaterMark && !this.congested && !this.lagging) this.owner.congested(this);
     return true;
+  }
+
+  /**
+   * Takes its share of one turn's broadcasts: `messages[from..]` except its own (`excepts[i] === this`).
+   * `shared` holds all of them back to back (message `i` at `offsets[i]`). A client that is keeping up
+   * gets slices of `shared` written at once (one write per run of messages, no copy and no queue slot per
+   * message); one that is behind, or whose share is too small a part of `shared` to keep it alive, gets
+   * the messages queued one by one.
+   * @internal
+   */
+  takeTurn(messages: readonly Buffer[], excepts: readonly unknown[], from: number, shared: Buffer, offsets: readonly number[]): void {
+    const count = messages.length;
+    let bytes = offsets[count] - offsets[from];
+    let taken = count - from;
+    for (let i = from; i < count; i += 1) {
+      if (excepts[i] === this) {
+        bytes -= messages[i].length;
+        taken -= 1;
+      }
+    }
+    if (taken === 0) return;
+    const socket = this.socket;
+    const settings = this.owner.settings;
+    const backlog = socket.writableLength;
+    if (
+      this.closing ||
+      this.head !== this.queue.length ||
+      this.waitingDrain ||
+      socket.writableNeedDrain ||
+      socket.destroyed ||
+      backlog + bytes + (count - from - taken + 1) * MESSAGE_OVERHEAD > settings.maxQueuedBytes || // a slice per run of messages
+      bytes * 4 < shared.length
+    ) {
+      for (let i = from; i < count; i += 1) if (excepts[i] !== this) this.enqueue(messages[i]);
+      return;
+    }
+    const cork = taken < count - from;
+    if (cork) socket.cork();
+    let start = offsets[from];
+    for (let i = from; i < count; i += 1) {
+      if (excepts[i] !== this) continue;
+      if (offsets[i] > start) socket.write(shared.subarray(start, offsets[i]));
+      start = offsets[i + 1];
+    }
+    const end = offsets[count];
+    if (end > start) socket.write(start === 0 && end === shared.length ? shared : shared.subarray(start, end));
+    if (cork) socket.uncork();
+    this.socketBacklog = socket.writableLength;
+    this.owner.wrote(bytes, taken);
+    if (this.socketBacklog > settings.highWaterMark) {
+      if (!this.congested && !this.lagging) this.owner.congested(this);
+    } else if (this.congested || this.lagging || this.dropping) {
+      this.afterProgress();
+    }
   }
 
   /**
@@ -267,6 +329,7 @@ export class Client<S extends object = Record<string, unknown>> {
    * @internal
    */
   leave(reason: ExitReason, error: Error | undefined, graceful: boolean, graceMs = CLOSE_GRACE_MS): void {
+    if (graceful && this.exitReason === null) this.owner.catchUp(this); // it still gets what was broadcast before
     if (this.exitReason === null) {
       this.exitReason = reason;
       this.exitError = error;

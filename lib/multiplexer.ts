@@ -214,6 +214,17 @@ export class Multiplexer<S extends object = Record<string, unknown>> extends Eve
   private dirty: Client<S>[] = [];
   private spare: Client<S>[] = [];
   private flushTimer: NodeJS.Immediate | null = null;
+  /** This turn's broadcasts, not yet given to the members, and whom each one skips. */
+  private turn: Buffer[] = [];
+  private turnExcept: (Client<S> | undefined)[] = [];
+  private turnBytes = 0;
+  /** Numbers the logs: a member receives from the log whose number it holds (`Client.turnSeq`). */
+  private turnSeq = 0;
+  private spareTurn: Buffer[] = [];
+  private spareExcept: (Client<S> | undefined)[] = [];
+  private readonly offsets: number[] = [0];
+  /** The log being given out, while `fanOut` runs. */
+  private fanning: { messages: Buffer[]; excepts: (Client<S> | undefined)[]; seq: number } | null = null;
   private watchdog: NodeJS.Timeout | null = null;
   private destroyed: Promise<void> | null = null;
   private rateLimited = false;
@@ -345,12 +356,83 @@ export class Multiplexer<S extends object = Record<string, unknown>> extends Eve
     this.enqueueAll(typeof data === 'string' ? Buffer.from(data) : data, except);
   }
 
-  /** Queues the same Buffer on every member but `except`: the fan-out loop. */
+  /**
+   * Sends the same Buffer to every member but `except`. It goes into this turn's log, which `fanOut` gives
+   * to every member once per event-loop turn: the cost of a message does not grow with the receivers.
+   */
   private enqueueAll(message: Buffer, except: Client<S> | undefined): void {
-    for (const client of this.members) {
-      if (client !== except) client.enqueue(message);
+    if (this.members.size === 0) return;
+    const turn = this.turn;
+    if (turn.length === 0 && this.flushTimer === null) this.flushTimer = setImmediate(this.flushAll);
+    turn.push(message);
+    this.turnExcept.push(except);
+    this.turnBytes += message.length + MESSAGE_OVERHEAD;
+    // A large turn goes out early, before it could fill a queue on its own: the bounds and congestion checks keep up.
+    if (this.turnBytes >= FAN_OUT_BYTES) this.fanOut();
+  }
+
+  /**
+   * Gives this turn's log to every member: the messages are copied once, back to back, and each member
+   * takes its share (see `Client.takeTurn`). Broadcasts made meanwhile (by user code called from here) go
+   * to the next log.
+   */
+  private fanOut(): void {
+    const messages = this.turn;
+    const count = messages.length;
+    if (count === 0 || this.fanning !== null) return;
+    const excepts = this.turnExcept;
+    const seq = this.turnSeq;
+    this.fanning = { messages, excepts, seq };
+    this.turn = this.spareTurn;
+    this.turnExcept = this.spareExcept;
+    this.turnBytes = 0;
+    this.turnSeq = seq + 1;
+    const offsets = this.offsets;
+    offsets.length = count + 1;
+    offsets[0] = 0;
+    for (let i = 0; i < count; i += 1) offsets[i + 1] = offsets[i] + messages[i].length;
+    const shared = count === 1 ? messages[0] : Buffer.concat(messages, offsets[count]);
+    try {
+      for (const client of this.members) {
+        if (client.turnSeq !== seq) continue; // joined since, or caught up already
+        const from = client.turnFrom;
+        client.turnSeq = seq + 1;
+        client.turnFrom = 0;
+        client.takeTurn(messages, excepts, from, shared, offsets);
+      }
+    } finally {
+      this.fanning = null;
+      messages.length = 0;
+      excepts.length = 0;
+      this.spareTurn = messages;
+      this.spareExcept = excepts;
     }
   }
+
+  /** Queues for one member what this turn's logs hold for it and it has not taken yet. */
+  private catchUp(client: Client<S>): void {
+    const fanning = this.fanning;
+    if (fanning !== null && client.turnSeq === fanning.seq) {
+      enqueueShare(client, fanning.messages, fanning.excepts, client.turnFrom);
+      client.turnSeq = fanning.seq + 1;
+      client.turnFrom = 0;
+    }
+    if (client.turnSeq !== this.turnSeq) return;
+    enqueueShare(client, this.turn, this.turnExcept, client.turnFrom);
+    client.turnFrom = this.turn.length;
+  }
+
+  /** Writes this turn's broadcasts, then every client with a queue. */
+  private readonly flushAll = (): void => {
+    this.fanOut();
+    this.flushTimer = null;
+    if (this.turn.length > 0) this.flushTimer = setImmediate(this.flushAll); // broadcast by user code during fanOut
+    const dirty = this.dirty;
+    this.dirty = this.spare;
+    for (let i = 0; i < dirty.length; i += 1) dirty[i].flush();
+    dirty.length = 0;
+    this.spare = dirty;
+  };
 
   /** Server code sends `data` to one client. Same as `client.send(data)`. */
   sendTo(client: Client<S>, data: Buffer | string): boolean {
@@ -691,6 +773,8 @@ export class Multiplexer<S extends object = Record<string, unknown>> extends Eve
     if (denies(decision)) return this.deny(client, 'access-filter');
     client.member = true;
     this.members.add(client);
+    client.turnSeq = this.turnSeq; // what was broadcast before it joined is not for it
+    client.turnFrom = this.turn.length;
     this.log.debug('%s joined', client);
     this.emitGuarded('connect', client);
     client.holds &= ~HOLD_ACCESS;
@@ -753,6 +837,7 @@ export class Multiplexer<S extends object = Record<string, unknown>> extends Eve
   /** Takes a leaving client out of every structure that could send to it or wait for it. */
   private forget(client: Client<S>): void {
     this.members.delete(client);
+    client.turnSeq = -1;
     this.heldSenders.delete(client);
     this.laggards.delete(client);
     this.endCongestion(client);
@@ -1104,20 +1189,13 @@ export class Multiplexer<S extends object = Record<string, unknown>> extends Eve
   // ---------------------------------------------------------------- internals
 
   private createOwner(): ClientOwner {
-    const flushAll = (): void => {
-      this.flushTimer = null;
-      const dirty = this.dirty;
-      this.dirty = this.spare;
-      for (let i = 0; i < dirty.length; i += 1) dirty[i].flush();
-      dirty.length = 0;
-      this.spare = dirty;
-    };
     return {
       settings: this.current,
       scheduleFlush: (client) => {
         this.dirty.push(client as Client<S>);
-        if (this.flushTimer === null) this.flushTimer = setImmediate(flushAll);
+        if (this.flushTimer === null) this.flushTimer = setImmediate(this.flushAll);
       },
+      catchUp: (client) => this.catchUp(client as Client<S>),
       congested: (client) => {
         const now = Date.now();
         const { stallTimeout } = this.current;
@@ -1204,7 +1282,18 @@ export class Multiplexer<S extends object = Record<string, unknown>> extends Eve
     this.stopWatchdog();
     if (this.flushTimer !== null) clearImmediate(this.flushTimer);
     this.flushTimer = null;
+    this.turn.length = 0;
+    this.turnExcept.length = 0;
+    this.turnBytes = 0;
   }
+}
+
+/** A turn's log is given out early once it holds this many bytes (each message counted with its overhead). */
+const FAN_OUT_BYTES = 256 * 1024;
+
+/** Queues `messages[from..]` for `client`, but those it is excepted from. */
+function enqueueShare(client: Client<object>, messages: readonly Buffer[], excepts: readonly unknown[], from: number): void {
+  for (let i = from; i < messages.length; i += 1) if (excepts[i] !== client) client.enqueue(messages[i]);
 }
 
 function denies(decision: AccessDecision): boolean {
