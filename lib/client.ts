@@ -211,15 +211,17 @@ export class Client<S extends object = Record<string, unknown>> {
   }
 
   /**
-   * Takes its share of one turn's broadcasts: `messages[from..]` except its own (`excepts[i] === this`).
+   * Takes its share of one turn's broadcasts (log number `seq`): `messages[turnFrom..]` except those it is
+   * excepted from (`excepts[i] === this`).
    * `shared` holds all of them back to back (message `i` at `offsets[i]`). A client that is keeping up
    * gets slices of `shared` written at once (one write per run of messages, no copy and no queue slot per
    * message); one that is behind, or whose share is too small a part of `shared` to keep it alive, gets
    * the messages queued one by one.
    * @internal
    */
-  takeTurn(messages: readonly Buffer[], excepts: readonly unknown[], from: number, shared: Buffer, offsets: readonly number[]): void {
+  takeTurn(messages: readonly Buffer[], excepts: readonly unknown[], seq: number, shared: Buffer, offsets: readonly number[]): void {
     const count = messages.length;
+    const from = this.turnFrom;
     let bytes = offsets[count] - offsets[from];
     let taken = count - from;
     for (let i = from; i < count; i += 1) {
@@ -241,9 +243,10 @@ export class Client<S extends object = Record<string, unknown>> {
       backlog + bytes + (count - from - taken + 1) * MESSAGE_OVERHEAD > settings.maxQueuedBytes || // a slice per run of messages
       bytes * 4 < shared.length
     ) {
-      for (let i = from; i < count; i += 1) if (excepts[i] !== this) this.enqueue(messages[i]);
+      this.queueShare(messages, excepts, seq);
       return;
     }
+    this.turnFrom = count;
     const cork = taken < count - from;
     if (cork) socket.cork();
     let start = offsets[from];
@@ -261,6 +264,20 @@ export class Client<S extends object = Record<string, unknown>> {
       if (!this.congested && !this.lagging) this.owner.congested(this);
     } else if (this.congested || this.lagging || this.dropping) {
       this.afterProgress();
+    }
+  }
+
+  /**
+   * Queues `messages[turnFrom..]` of log `seq`, but those it is excepted from, moving `turnFrom` on with
+   * each: a drop runs user code (a 'limit' listener) that may catch this client up or give the log out
+   * meanwhile, and then it stops where that left off.
+   * @internal
+   */
+  queueShare(messages: readonly Buffer[], excepts: readonly unknown[], seq: number): void {
+    while (this.turnSeq === seq && this.turnFrom < messages.length) {
+      const i = this.turnFrom;
+      this.turnFrom = i + 1;
+      if (excepts[i] !== this) this.enqueue(messages[i]);
     }
   }
 

@@ -228,6 +228,8 @@ export class Multiplexer<S extends object = Record<string, unknown>> extends Eve
   private watchdog: NodeJS.Timeout | null = null;
   private destroyed: Promise<void> | null = null;
   private rateLimited = false;
+  /** A turn's log goes out early once it holds this many bytes (see `fanOutThreshold`). */
+  private fanOutBytes = 0;
   /** Set by destroy(): called when the last client has closed. */
   private allClosed: (() => void) | null = null;
   private readonly counters = {
@@ -263,6 +265,7 @@ export class Multiplexer<S extends object = Record<string, unknown>> extends Eve
     this.log = new Logger(`multiplexer:${this.name}`);
     this.log.level = this.current.debugLevel;
     this.rateLimited = this.current.maxBytesPerSecond > 0 || this.current.maxMessagesPerSecond > 0;
+    this.fanOutBytes = fanOutThreshold(this.current);
     this.owner = this.createOwner();
   }
 
@@ -368,7 +371,7 @@ export class Multiplexer<S extends object = Record<string, unknown>> extends Eve
     this.turnExcept.push(except);
     this.turnBytes += message.length + MESSAGE_OVERHEAD;
     // A large turn goes out early, before it could fill a queue on its own: the bounds and congestion checks keep up.
-    if (this.turnBytes >= FAN_OUT_BYTES) this.fanOut();
+    if (this.turnBytes >= this.fanOutBytes) this.fanOut();
   }
 
   /**
@@ -395,10 +398,11 @@ export class Multiplexer<S extends object = Record<string, unknown>> extends Eve
     try {
       for (const client of this.members) {
         if (client.turnSeq !== seq) continue; // joined since, or caught up already
-        const from = client.turnFrom;
-        client.turnSeq = seq + 1;
-        client.turnFrom = 0;
-        client.takeTurn(messages, excepts, from, shared, offsets);
+        client.takeTurn(messages, excepts, seq, shared, offsets);
+        if (client.turnSeq === seq) {
+          client.turnSeq = seq + 1;
+          client.turnFrom = 0;
+        }
       }
     } finally {
       this.fanning = null;
@@ -409,17 +413,20 @@ export class Multiplexer<S extends object = Record<string, unknown>> extends Eve
     }
   }
 
-  /** Queues for one member what this turn's logs hold for it and it has not taken yet. */
+  /**
+   * Queues for one member what this turn's logs hold for it and it has not taken yet: the rest of the log
+   * being given out, if any, then the current one.
+   */
   private catchUp(client: Client<S>): void {
     const fanning = this.fanning;
     if (fanning !== null && client.turnSeq === fanning.seq) {
-      enqueueShare(client, fanning.messages, fanning.excepts, client.turnFrom);
-      client.turnSeq = fanning.seq + 1;
-      client.turnFrom = 0;
+      client.queueShare(fanning.messages, fanning.excepts, fanning.seq);
+      if (client.turnSeq === fanning.seq) {
+        client.turnSeq = fanning.seq + 1;
+        client.turnFrom = 0;
+      }
     }
-    if (client.turnSeq !== this.turnSeq) return;
-    enqueueShare(client, this.turn, this.turnExcept, client.turnFrom);
-    client.turnFrom = this.turn.length;
+    if (client.turnSeq === this.turnSeq) client.queueShare(this.turn, this.turnExcept, this.turnSeq);
   }
 
   /** Writes this turn's broadcasts, then every client with a queue. */
@@ -1084,7 +1091,10 @@ export class Multiplexer<S extends object = Record<string, unknown>> extends Eve
       // A sender released just now put a receiver behind again: the rest keep waiting for the next relief.
       if (this.congestion.size !== 0) return;
       this.heldSenders.delete(sender);
-      if (!sender.closing) this.drainStash(sender);
+      if (!sender.closing) {
+        this.drainStash(sender);
+        this.fanOut(); // so that a receiver it puts behind is seen now
+      }
       if (this.congestion.size !== 0 && !sender.closing) {
         this.heldSenders.add(sender);
         return;
@@ -1184,6 +1194,7 @@ export class Multiplexer<S extends object = Record<string, unknown>> extends Eve
     if (key === 'maxMessagesPerSecond' || key === 'maxBytesPerSecond') {
       this.rateLimited = this.current.maxBytesPerSecond > 0 || this.current.maxMessagesPerSecond > 0;
     }
+    if (key === 'highWaterMark' || key === 'maxQueuedBytes') this.fanOutBytes = fanOutThreshold(this.current);
   }
 
   // ---------------------------------------------------------------- internals
@@ -1288,12 +1299,13 @@ export class Multiplexer<S extends object = Record<string, unknown>> extends Eve
   }
 }
 
-/** A turn's log is given out early once it holds this many bytes (each message counted with its overhead). */
-const FAN_OUT_BYTES = 256 * 1024;
-
-/** Queues `messages[from..]` for `client`, but those it is excepted from. */
-function enqueueShare(client: Client<object>, messages: readonly Buffer[], excepts: readonly unknown[], from: number): void {
-  for (let i = from; i < messages.length; i += 1) if (excepts[i] !== client) client.enqueue(messages[i]);
+/**
+ * How many bytes (each message counted with its overhead) a turn's log may hold before it goes out early.
+ * Congestion is seen at fan-out, so a receiver can pass `highWaterMark` by this much (plus a chunk) before
+ * senders are held: a small part of the room between `highWaterMark` and `maxQueuedBytes`.
+ */
+function fanOutThreshold(settings: Readonly<Settings>): number {
+  return Math.max(0, Math.min(256 * 1024, settings.highWaterMark / 4, (settings.maxQueuedBytes - settings.highWaterMark) / 4));
 }
 
 function denies(decision: AccessDecision): boolean {

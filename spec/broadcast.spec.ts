@@ -84,23 +84,66 @@ describe('one turn of broadcasts', () => {
     expect(alice.text === forAlice).toBe(true);
   });
 
-  it('sends what a listener broadcasts while the turn is being given out after that turn', async () => {
-    // Under a drop policy the first drop is reported with a 'limit' event, fired from inside the fan-out.
-    const { mux, port } = await startMux({ slowConsumer: 'drop-newest', maxQueuedBytes: 64 * 1024, highWaterMark: 16 * 1024 });
-    const [alice, bob] = await connectAll(mux, port, 2);
-    const [aliceOnServer, bobOnServer] = [serverSideOf(mux, alice), serverSideOf(mux, bob)];
-    mux.on('limit', (client, kind) => {
-      if (kind === 'slow-consumer') mux.sendToAll(`dropping for ${client.id}\n`, client);
+  describe('when a limit listener runs in the middle of giving a turn out', () => {
+    // drop-newest with a queue too small for a 100 KiB message: the message is dropped for bob, and the first
+    // drop fires 'limit' from inside the fan-out or the catch-up that was queuing it.
+    const options = { slowConsumer: 'drop-newest', maxQueuedBytes: 64 * 1024, highWaterMark: 16 * 1024 } as const;
+    const tooBig = Buffer.alloc(100 * 1024, 'z');
+
+    it('keeps a direct send from the listener after the earlier broadcasts, each once (catch-up)', async () => {
+      const { mux, port } = await startMux(options);
+      const [alice, bob] = await connectAll(mux, port, 2);
+      const [aliceOnServer, bobOnServer] = [serverSideOf(mux, alice), serverSideOf(mux, bob)];
+      mux.on('limit', (client, kind) => {
+        if (kind === 'slow-consumer') client.send('warn\n');
+      });
+      mux.sendToAll('s\n');
+      mux.sendToAll(tooBig, aliceOnServer);
+      bobOnServer.send('x\n'); // catches bob up: s, then the drop runs the listener
+      await bob.waitForText('x\n');
+      await delay(30);
+      expect(bob.text).toBe('s\nwarn\nx\n');
     });
-    mux.sendToAll('a\n');
-    mux.sendToAll(Buffer.alloc(100 * 1024, 'z'), aliceOnServer); // more than bob may have queued: dropped
-    mux.sendToAll('b\n');
-    await alice.waitForText('dropping');
-    mux.sendToAll('c\n');
-    await alice.waitForText('c\n');
-    await bob.waitForText('c\n');
-    expect(alice.text).toBe(`a\nb\ndropping for ${bobOnServer.id}\nc\n`);
-    expect(bob.text).toBe('a\nb\nc\n');
-    expect(bobOnServer.drops).toBe(1);
+
+    it('gives every receiver the listener\'s broadcast in the same place, and the direct send after it (fan-out)', async () => {
+      const { mux, port } = await startMux(options);
+      const [alice, bob] = await connectAll(mux, port, 2);
+      const [aliceOnServer, bobOnServer] = [serverSideOf(mux, alice), serverSideOf(mux, bob)];
+      mux.on('limit', (client, kind) => {
+        if (kind !== 'slow-consumer') return;
+        mux.sendToAll('notice\n');
+        client.send('warn\n');
+      });
+      mux.sendToAll('a\n');
+      mux.sendToAll(tooBig, aliceOnServer); // past the early fan-out threshold: given out, and dropped for bob, at once
+      mux.sendToAll('b\n');
+      await bob.waitForText('b\n');
+      await alice.waitForText('b\n');
+      await delay(30);
+      // The listener ran inside the second sendToAll, so its broadcast comes before b, for everyone.
+      expect([alice.text, bob.text]).toEqual(['a\nnotice\nb\n', 'a\nnotice\nwarn\nb\n']);
+      expect(bobOnServer.drops).toBe(1);
+    });
+
+    it('loses and repeats nothing when the listener broadcasts past the early fan-out threshold', async () => {
+      const { mux, port } = await startMux(options);
+      const [alice, bob] = await connectAll(mux, port, 2);
+      const [aliceOnServer, bobOnServer] = [serverSideOf(mux, alice), serverSideOf(mux, bob)];
+      const long = `n1 ${'.'.repeat(12_000)}\n`; // past the early fan-out threshold of these settings
+      mux.on('limit', (client, kind) => {
+        if (kind !== 'slow-consumer') return;
+        mux.sendToAll(long, client);
+        mux.sendToAll('n2\n');
+      });
+      mux.sendToAll('s\n');
+      mux.sendToAll(tooBig, aliceOnServer);
+      bobOnServer.send('x\n');
+      mux.sendToAll('t\n');
+      await alice.waitForText('t\n');
+      await bob.waitForText('t\n');
+      await delay(30);
+      expect(bob.text).toBe('s\nn2\nx\nt\n');
+      expect(alice.text).toBe(`s\n${long}n2\nt\n`);
+    });
   });
 });

@@ -314,6 +314,28 @@ describe('a reader that stops and starts just under stallTimeout', () => {
   }, 90_000);
 });
 
+describe('a reader that pauses with little room between highWaterMark and maxQueuedBytes', () => {
+  it('holds the sender back instead of passing maxQueuedBytes (congestion is seen before the room runs out)', async () => {
+    const { mux, port } = await startMux({ highWaterMark: 64 * 1024, maxQueuedBytes: 256 * 1024, stallTimeout: 10_000 });
+    const exits: string[] = [];
+    mux.on('exit', (client, reason) => exits.push(`${client.id}:${reason}`));
+    const [sender, receiver] = await connectAll(mux, port, 2);
+    receiver.socket.pause();
+    const total = 16 * 1024 * 1024;
+    const chunk = Buffer.alloc(64 * 1024, 'q');
+    const writing = (async () => {
+      for (let sent = 0; sent < total && !sender.closed; sent += chunk.length) {
+        if (!sender.socket.write(chunk)) await new Promise((resolve) => sender.socket.once('drain', resolve));
+      }
+    })();
+    await delay(1500);
+    receiver.socket.resume();
+    await writing;
+    await waitFor(() => receiver.received >= total || receiver.closed, 'the receiver to get everything', 15_000);
+    expect({ exits, received: receiver.received, slowConsumers: mux.stats().disconnects['slow-consumer'] }).toEqual({ exits: [], received: total, slowConsumers: 0 });
+  }, 30_000);
+});
+
 describe('a flooding client that waits for a slow async access filter', () => {
   it('is paused past maxPendingBytes until admitted, then everything it sent is broadcast in order', async () => {
     const maxPendingBytes = 256 * 1024;
