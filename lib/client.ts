@@ -199,15 +199,39 @@ export class Client<S extends object = Record<string, unknown>> {
     const settings = this.owner.settings;
     const size = message.length + MESSAGE_OVERHEAD;
     const total = this.queued + this.socketBacklog + size;
-    if (total > settings.maxQueuedBytes && !this.makeRoom(total - settings.maxQueuedBytes)) return false;
+    if (total <= settings.maxQueuedBytes) {
+      this.push(message, size, total);
+      return true;
+    }
+    // Past the bound the slow-consumer policy applies. It is reported (a 'limit' listener may run) only once the
+    // queue is as the policy leaves it, so that what the listener queues for this client comes after this message.
+    const excess = total - settings.maxQueuedBytes;
+    const policy = settings.slowConsumer;
+    if (policy === 'disconnect') {
+      this.owner.overflowed(this, 0);
+      return false;
+    }
+    // drop-oldest: whole messages only, and only those not yet handed to the socket.
+    if (policy === 'drop-oldest' && this.queued >= excess) {
+      const dropped = this.dropOldest(excess);
+      this.push(message, size, total);
+      this.drops += dropped;
+      this.owner.overflowed(this, dropped);
+      return true;
+    }
+    this.drops += 1;
+    this.owner.overflowed(this, 1);
+    return false;
+  }
+
+  private push(message: Buffer, size: number, total: number): void {
     this.queue.push(message);
     this.queued += size;
     if (!this.flushScheduled && !this.waitingDrain) {
       this.flushScheduled = true;
       this.owner.scheduleFlush(this);
     }
-    if (total > settings.highWaterMark && !this.congested && !this.lagging) this.owner.congested(this);
-    return true;
+    if (total > this.owner.settings.highWaterMark && !this.congested && !this.lagging) this.owner.congested(this);
   }
 
   /**
@@ -433,36 +457,22 @@ export class Client<S extends object = Record<string, unknown>> {
   }
 
   /**
-   * Applies the slow-consumer policy to make `excess` bytes of room.
-   * @returns true when the new message may be queued
+   * Drops queued messages, oldest first, until `excess` bytes are free (the queue holds at least that much).
+   * @returns how many it dropped
    */
-  private makeRoom(excess: number): boolean {
-    const policy = this.owner.settings.slowConsumer;
-    if (policy === 'disconnect') {
-      this.owner.overflowed(this, 0);
-      return false;
+  private dropOldest(excess: number): number {
+    let freed = 0;
+    let head = this.head;
+    while (freed < excess) {
+      freed += this.queue[head].length + MESSAGE_OVERHEAD;
+      this.queue[head] = EMPTY;
+      head += 1;
     }
-    let dropped = 0;
-    // drop-oldest: whole messages only, and only those not yet handed to the socket.
-    const fits = policy === 'drop-oldest' && this.queued >= excess;
-    if (fits) {
-      let freed = 0;
-      let head = this.head;
-      while (freed < excess) {
-        freed += this.queue[head].length + MESSAGE_OVERHEAD;
-        this.queue[head] = EMPTY;
-        head += 1;
-        dropped += 1;
-      }
-      this.head = head;
-      this.queued -= freed;
-      this.compact(); // a reader that takes nothing never flushes: release the dropped slots here
-    } else {
-      dropped = 1;
-    }
-    this.drops += dropped;
-    this.owner.overflowed(this, dropped);
-    return fits;
+    const dropped = head - this.head;
+    this.head = head;
+    this.queued -= freed;
+    this.compact(); // a reader that takes nothing never flushes: release the dropped slots here
+    return dropped;
   }
 
   /** Releases the slots before `head` once they are over half of the queue. */

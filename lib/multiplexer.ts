@@ -223,6 +223,8 @@ export class Multiplexer<S extends object = Record<string, unknown>> extends Eve
   private spareTurn: Buffer[] = [];
   private spareExcept: (Client<S> | undefined)[] = [];
   private readonly offsets: number[] = [0];
+  /** Senders to release once the fan-out in progress is done. */
+  private releaseAfterFanOut = false;
   /** The log being given out, while `fanOut` runs. */
   private fanning: { messages: Buffer[]; excepts: (Client<S> | undefined)[]; seq: number } | null = null;
   private watchdog: NodeJS.Timeout | null = null;
@@ -394,8 +396,8 @@ export class Multiplexer<S extends object = Record<string, unknown>> extends Eve
     offsets.length = count + 1;
     offsets[0] = 0;
     for (let i = 0; i < count; i += 1) offsets[i + 1] = offsets[i] + messages[i].length;
-    const shared = count === 1 ? messages[0] : Buffer.concat(messages, offsets[count]);
     try {
+      const shared = count === 1 ? messages[0] : Buffer.concat(messages, offsets[count]);
       for (const client of this.members) {
         if (client.turnSeq !== seq) continue; // joined since, or caught up already
         client.takeTurn(messages, excepts, seq, shared, offsets);
@@ -410,6 +412,10 @@ export class Multiplexer<S extends object = Record<string, unknown>> extends Eve
       excepts.length = 0;
       this.spareTurn = messages;
       this.spareExcept = excepts;
+    }
+    if (this.releaseAfterFanOut) {
+      this.releaseAfterFanOut = false;
+      if (this.congestion.size === 0) this.releaseSenders();
     }
   }
 
@@ -426,7 +432,8 @@ export class Multiplexer<S extends object = Record<string, unknown>> extends Eve
         client.turnFrom = 0;
       }
     }
-    if (client.turnSeq === this.turnSeq) client.queueShare(this.turn, this.turnExcept, this.turnSeq);
+    // User code run by a drop may give the current log out early: then go on with the next one.
+    while (client.turnSeq === this.turnSeq && client.turnFrom < this.turn.length) client.queueShare(this.turn, this.turnExcept, this.turnSeq);
   }
 
   /** Writes this turn's broadcasts, then every client with a queue. */
@@ -853,7 +860,10 @@ export class Multiplexer<S extends object = Record<string, unknown>> extends Eve
   /** The client no longer holds senders back; when it was the last one, they go on. */
   private endCongestion(client: Client<S>): void {
     client.congested = false;
-    if (this.congestion.delete(client) && this.congestion.size === 0) this.releaseSenders();
+    if (!this.congestion.delete(client) || this.congestion.size !== 0) return;
+    // During a fan-out, released senders could not be fanned out one by one: they go once it is done.
+    if (this.fanning !== null) this.releaseAfterFanOut = true;
+    else this.releaseSenders();
   }
 
   // ---------------------------------------------------------------- the message path

@@ -146,4 +146,61 @@ describe('one turn of broadcasts', () => {
       expect(alice.text).toBe(`s\n${long}n2\nt\n`);
     });
   });
+
+  describe('when a drop-oldest limit listener runs while a share is being queued', () => {
+    // Bob's queue is filled to 100 bytes short of maxQueuedBytes by a direct send not yet written; the next
+    // broadcast makes room by dropping it, and the 'limit' listener runs from inside the fan-out or catch-up.
+    const options = { slowConsumer: 'drop-oldest', maxQueuedBytes: 64 * 1024, highWaterMark: 16 * 1024 } as const;
+    const filler = Buffer.alloc(64 * 1024 - 128 - 100, 'f');
+
+    it('queues the message that made room before what the listener sends (fan-out)', async () => {
+      const { mux, port } = await startMux(options);
+      const [alice, bob] = await connectAll(mux, port, 2);
+      const bobOnServer = serverSideOf(mux, bob);
+      mux.on('limit', (client, kind) => {
+        if (kind === 'slow-consumer') client.send('warn\n');
+      });
+      bobOnServer.send(filler);
+      mux.sendToAll('m1\n');
+      mux.sendToAll('m2\n');
+      await alice.waitForText('m2\n');
+      await bob.waitForText('warn\n');
+      await delay(30);
+      expect([alice.text, bob.text]).toEqual(['m1\nm2\n', 'm1\nm2\nwarn\n']);
+    });
+
+    it('gives a client the listener disconnects the whole turn, in order', async () => {
+      const { mux, port } = await startMux(options);
+      const [alice, bob] = await connectAll(mux, port, 2);
+      const bobOnServer = serverSideOf(mux, bob);
+      mux.on('limit', (client, kind) => {
+        if (kind === 'slow-consumer') client.disconnect();
+      });
+      bobOnServer.send(filler);
+      mux.sendToAll('m1\n');
+      mux.sendToAll('m2\n');
+      await alice.waitForText('m2\n');
+      await bob.waitForClose();
+      expect([alice.text, bob.text]).toEqual(['m1\nm2\n', 'm1\nm2\n']);
+    });
+
+    it('keeps call order when the listener\'s broadcast makes the log go out early during a catch-up', async () => {
+      const { mux, port } = await startMux(options);
+      const [alice, bob] = await connectAll(mux, port, 2);
+      const bobOnServer = serverSideOf(mux, bob);
+      const long = `n ${'.'.repeat(5000)}\n`; // past the early fan-out threshold of these settings (4 KiB)
+      mux.on('limit', (_client, kind) => {
+        if (kind === 'slow-consumer') mux.sendToAll(long);
+      });
+      bobOnServer.send(filler);
+      mux.sendToAll('m1\n');
+      mux.sendToAll('m2\n');
+      bobOnServer.send('x\n'); // catches bob up: m1 makes room, the listener broadcasts
+      await alice.waitForText(long);
+      await bob.waitForText('x\n');
+      await delay(30);
+      expect(alice.text).toBe(`m1\nm2\n${long}`);
+      expect(bob.text.replace(long, 'N\n')).toBe('m1\nm2\nN\nx\n');
+    });
+  });
 });
