@@ -6,14 +6,12 @@ import { join } from 'node:path';
 import { parseArgs, type ParseArgsConfig } from 'node:util';
 import { accessList } from './access';
 import { Multiplexer } from './multiplexer';
-import { DEFAULTS, SETTING_KEYS, type MultiplexerOptions, type SettingKey } from './options';
+import { DEFAULTS, isBooleanSetting, SETTING_KEYS, type MultiplexerOptions, type SettingKey } from './options';
 
 /** The port used when `--port` is not given. */
 export const DEFAULT_PORT = 7777;
 
 const kebab = (key: string): string => key.replace(/[A-Z]/g, (letter) => `-${letter.toLowerCase()}`);
-
-const BOOLEAN_SETTINGS = new Set<SettingKey>(['sendToOrigin', 'allowHalfOpen']);
 
 const SETTING_HELP: Record<SettingKey, string> = {
   sendToOrigin: 'the sender receives its own messages too',
@@ -48,11 +46,11 @@ const options: ParseArgsConfig['options'] = {
   help: { type: 'boolean', short: 'h' },
   version: { type: 'boolean', short: 'v' },
 };
-for (const key of SETTING_KEYS) options[kebab(key)] = { type: BOOLEAN_SETTINGS.has(key) ? 'boolean' : 'string' };
+for (const key of SETTING_KEYS) options[kebab(key)] = { type: isBooleanSetting(key) ? 'boolean' : 'string' };
 
 function usage(): string {
   const settings = SETTING_KEYS.map((key) => {
-    const flag = BOOLEAN_SETTINGS.has(key) ? `--${kebab(key)}` : `--${kebab(key)} <v>`;
+    const flag = isBooleanSetting(key) ? `--${kebab(key)}` : `--${kebab(key)} <v>`;
     return `  ${flag.padEnd(36)}${SETTING_HELP[key]} (default ${String(DEFAULTS[key])})`;
   });
   return [

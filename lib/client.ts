@@ -259,7 +259,6 @@ export class Client<S extends object = Record<string, unknown>> {
     const settings = this.owner.settings;
     const backlog = socket.writableLength;
     if (
-      this.closing ||
       this.head !== this.queue.length ||
       this.waitingDrain ||
       socket.writableNeedDrain ||
@@ -284,11 +283,15 @@ export class Client<S extends object = Record<string, unknown>> {
     if (cork) socket.uncork();
     this.socketBacklog = socket.writableLength;
     this.owner.wrote(bytes, taken);
-    if (this.socketBacklog > settings.highWaterMark) {
-      if (!this.congested && !this.lagging) this.owner.congested(this);
-    } else if (this.congested || this.lagging || this.dropping) {
-      this.afterProgress();
-    }
+    if (this.socketBacklog > settings.highWaterMark && !this.congested && !this.lagging) this.owner.congested(this);
+    else this.afterProgress();
+  }
+
+  /** @internal Done with log `seq` (unless user code already moved it on): it receives from the next one. */
+  finishTurn(seq: number): void {
+    if (this.turnSeq !== seq) return;
+    this.turnSeq = seq + 1;
+    this.turnFrom = 0;
   }
 
   /**

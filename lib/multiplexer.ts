@@ -401,10 +401,7 @@ export class Multiplexer<S extends object = Record<string, unknown>> extends Eve
       for (const client of this.members) {
         if (client.turnSeq !== seq) continue; // joined since, or caught up already
         client.takeTurn(messages, excepts, seq, shared, offsets);
-        if (client.turnSeq === seq) {
-          client.turnSeq = seq + 1;
-          client.turnFrom = 0;
-        }
+        client.finishTurn(seq);
       }
     } finally {
       this.fanning = null;
@@ -427,10 +424,7 @@ export class Multiplexer<S extends object = Record<string, unknown>> extends Eve
     const fanning = this.fanning;
     if (fanning !== null && client.turnSeq === fanning.seq) {
       client.queueShare(fanning.messages, fanning.excepts, fanning.seq);
-      if (client.turnSeq === fanning.seq) {
-        client.turnSeq = fanning.seq + 1;
-        client.turnFrom = 0;
-      }
+      client.finishTurn(fanning.seq);
     }
     // User code run by a drop may give the current log out early: then go on with the next one.
     while (client.turnSeq === this.turnSeq && client.turnFrom < this.turn.length) client.queueShare(this.turn, this.turnExcept, this.turnSeq);

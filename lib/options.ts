@@ -161,6 +161,11 @@ const PARSERS: Parsers = {
 /** Every setting name, in documentation order. */
 export const SETTING_KEYS = Object.keys(PARSERS) as SettingKey[];
 
+/** True for the on/off settings (a CLI flag without a value). */
+export function isBooleanSetting(key: SettingKey): boolean {
+  return PARSERS[key] === parseBoolean;
+}
+
 const BY_FOLDED_NAME = new Map<string, SettingKey>(SETTING_KEYS.map((key) => [fold(key), key]));
 
 function fold(name: string): string {
