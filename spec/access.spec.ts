@@ -1,6 +1,6 @@
 import { accessList, Multiplexer, type AccessDecision, type Client, type DenyReason, type ErrorContext } from '../lib';
 import { connectAll, delay, startMux, TestClient, waitFor } from './helpers/net';
-import { connectFrom, gate, joined, serve } from './helpers/serve';
+import { gate, joined, serve } from './helpers/serve';
 
 /** Records the deny, connect and exit events of a multiplexer. */
 function watch(mux: Multiplexer): { denies: DenyReason[]; connects: Client[]; exits: string[]; errors: Array<[Error, ErrorContext]> } {
@@ -274,7 +274,7 @@ describe('accessList', () => {
     const mux = new Multiplexer({ debugLevel: 'critical' });
     mux.addAccessFilter(accessList(options));
     const port = await serve(mux);
-    const client = await connectFrom(port, '127.0.0.1', localAddress);
+    const client = await TestClient.connect(port, { localAddress });
     return admitted(mux, client);
   }
 
@@ -321,14 +321,14 @@ describe('accessList', () => {
       const mux = new Multiplexer({ debugLevel: 'critical' });
       mux.addAccessFilter(accessList(options));
       const port = await serve(mux, { host: '::1' });
-      const client = await connectFrom(port, '::1');
+      const client = await TestClient.connect(port, { host: '::1' });
       return admitted(mux, client);
     }
 
     it('reports a client of ::1 with the address ::1', async () => {
       const mux = new Multiplexer({ debugLevel: 'critical' });
       const port = await serve(mux, { host: '::1' });
-      const client = await connectFrom(port, '::1');
+      const client = await TestClient.connect(port, { host: '::1' });
       expect((await joined(mux, client)).address).toBe('::1');
     });
 
@@ -348,7 +348,7 @@ describe('accessList', () => {
       const mux = new Multiplexer({ debugLevel: 'critical' });
       mux.addAccessFilter(accessList({ allow: ['127.0.0.1'] }));
       const port = await serve(mux, { host: '::' });
-      const client = await connectFrom(port, '127.0.0.1');
+      const client = await TestClient.connect(port, { host: '127.0.0.1' });
       const onServer = await joined(mux, client);
       expect(onServer.address).toBe('127.0.0.1');
     });

@@ -2,7 +2,7 @@ import { randomBytes } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import * as net from 'node:net';
 import { join } from 'node:path';
-import { ensureBuilt, ROOT } from './helpers/build';
+import { ROOT } from './helpers/build';
 import { delay, onTeardown, TestClient, waitFor } from './helpers/net';
 import { runCli, startCli } from './helpers/process';
 
@@ -49,10 +49,6 @@ async function connectJoined(port: number, count: number, options: { line?: bool
   }
   return clients;
 }
-
-beforeAll(() => {
-  ensureBuilt();
-}, 180_000);
 
 describe('multiplexer CLI', () => {
   it('prints one line containing listening and the address when ready', async () => {

@@ -5,8 +5,9 @@ import * as accessControl from '../examples/access-control';
 import * as chat from '../examples/chat';
 import * as events from '../examples/events';
 import * as rooms from '../examples/rooms';
-import { buildExamples, connectFrom, ExampleProcess, say, started } from './helpers/examples';
+import { buildExamples, ExampleProcess, say, started } from './helpers/examples';
 import { onTeardown, TestClient, waitFor } from './helpers/net';
+import { connectFrom } from './helpers/streams';
 
 const LOCAL = { port: 0, host: '127.0.0.1' };
 

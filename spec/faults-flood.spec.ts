@@ -1,21 +1,9 @@
 import type { Client } from '../lib';
-import type { FloodCommand, FloodConfig, FloodReport } from './helpers/flood-peer';
 import { delay, startMux, waitFor } from './helpers/net';
-import { fdCount, Peer, RssSampler, startCli } from './helpers/process';
+import { expectWhole, fdCount, floodPeer, RssSampler, startCli } from './helpers/process';
 import { connectSocket } from './helpers/streams';
 
 const MiB = 1024 * 1024;
-
-function floodPeer(port: number, config: Partial<FloodConfig>): Peer<FloodReport, FloodCommand> {
-  const full: FloodConfig = { port, host: '127.0.0.1', receivers: 10, stalled: 1, totalBytes: 256 * MiB, blockBytes: 64 * 1024, timeoutMs: 120_000, ...config };
-  return new Peer<FloodReport, FloodCommand>('flood-peer.ts', full);
-}
-
-function expectWhole(results: Array<{ received: number; errorAt: number | null; closed: boolean }>, total: number): void {
-  for (const result of results) {
-    expect(result).toEqual({ received: total, errorAt: null, closed: false, error: null });
-  }
-}
 
 describe('a stalled reader under a 256 MiB flood', () => {
   it('disconnects it (default policy) while 10 healthy receivers get every byte in order and the CLI stays below 256 MiB RSS', async () => {

@@ -1,4 +1,4 @@
-import { execFileSync } from 'node:child_process';
+import { spawnSync } from 'node:child_process';
 import { mkdirSync, readdirSync, rmdirSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 
@@ -7,6 +7,7 @@ export const ROOT = join(__dirname, '..', '..');
 /** The compiled CLI that end-to-end specs run as a child process. */
 export const CLI = join(ROOT, 'dist', 'lib', 'cli.js');
 
+/** Taken by whoever builds, so that jest workers never build dist/ at once. */
 const LOCK = join(ROOT, 'dist', '.spec-build-lock');
 const STALE_LOCK_MS = 120_000;
 
@@ -18,12 +19,15 @@ function mtime(path: string): number {
   }
 }
 
-/** True when dist/lib/cli.js is missing or older than a source file of lib/. */
-function outdated(): boolean {
-  const built = mtime(CLI);
-  if (built < 0) return true;
-  const lib = join(ROOT, 'lib');
-  return readdirSync(lib).some((name) => name.endsWith('.ts') && mtime(join(lib, name)) > built);
+/** The newest modification time of the .ts files directly in `dir`. */
+function newestSource(dir: string): number {
+  return Math.max(...readdirSync(dir).filter((name) => name.endsWith('.ts')).map((name) => mtime(join(dir, name))));
+}
+
+/** True when one of `outputs` is missing or older than a source file of lib/ or examples/. */
+function outdated(outputs: readonly string[]): boolean {
+  const sources = Math.max(newestSource(join(ROOT, 'lib')), newestSource(join(ROOT, 'examples')));
+  return outputs.some((file) => mtime(file) < sources);
 }
 
 function sleep(ms: number): void {
@@ -31,12 +35,13 @@ function sleep(ms: number): void {
 }
 
 /**
- * Compiles the library (`tsc -p tsconfig.build.json`) when dist/lib is missing or older than lib/, so that
- * CLI specs never run yesterday's code. Jest workers that get here together build once: a lock directory
- * makes the others wait.
+ * Compiles lib/ and examples/ (`tsc -p tsconfig.build.json`, as `npm run build` does) when one of `outputs`
+ * is missing or older than their sources, so that specs never run yesterday's code. Jest workers that get
+ * here together build once: a lock directory makes the others wait. tsc still emits when another part of the
+ * project (bench) has type errors; only an output that is still missing afterwards is fatal.
  */
-export function ensureBuilt(): void {
-  if (!outdated()) return;
+export function ensureBuilt(outputs: readonly string[] = [CLI]): void {
+  if (!outdated(outputs)) return;
   mkdirSync(join(ROOT, 'dist'), { recursive: true });
   const deadline = Date.now() + STALE_LOCK_MS;
   for (;;) {
@@ -44,28 +49,23 @@ export function ensureBuilt(): void {
       mkdirSync(LOCK);
       break;
     } catch {
-      if (Date.now() - mtime(LOCK) > STALE_LOCK_MS) {
+      // A lock left behind by a killed run is taken over (one that vanished meanwhile is simply tried again).
+      const held = mtime(LOCK);
+      if (held >= 0 && Date.now() - held > STALE_LOCK_MS) {
         rmdirSync(LOCK);
         continue;
       }
       if (Date.now() > deadline) throw new Error(`another build holds ${LOCK}`);
       sleep(200);
-      if (!outdated()) return;
+      if (!outdated(outputs)) return;
     }
   }
   try {
-    if (!outdated()) return;
-    try {
-      execFileSync(process.execPath, [join(ROOT, 'node_modules', 'typescript', 'bin', 'tsc'), '-p', 'tsconfig.build.json'], {
-        cwd: ROOT,
-        stdio: 'pipe',
-        timeout: 120_000,
-      });
-    } catch (error) {
-      // tsc still emits when another part of the project (examples, bench) has type errors; only a
-      // missing CLI is fatal here.
-      if (mtime(CLI) < 0) throw error;
-    }
+    if (!outdated(outputs)) return;
+    const tsc = join(ROOT, 'node_modules', 'typescript', 'bin', 'tsc');
+    const result = spawnSync(process.execPath, [tsc, '-p', 'tsconfig.build.json'], { cwd: ROOT, encoding: 'utf8', timeout: 120_000 });
+    const missing = outputs.filter((file) => mtime(file) < 0);
+    if (missing.length > 0) throw new Error(`build failed (exit ${result.status}), missing ${missing.join(', ')}:\n${result.stdout}${result.stderr}`);
   } finally {
     rmdirSync(LOCK);
   }

@@ -1,10 +1,8 @@
-import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
-import { existsSync, mkdirSync, readdirSync, rmdirSync, statSync } from 'node:fs';
-import * as net from 'node:net';
+import { spawn, type ChildProcess } from 'node:child_process';
+import type * as net from 'node:net';
 import { join } from 'node:path';
-import { onTeardown, TestClient, waitFor } from './net';
-
-const ROOT = join(__dirname, '..', '..');
+import { ensureBuilt, ROOT } from './build';
+import { onTeardown, type TestClient, waitFor } from './net';
 
 /** Registers a started example's server for destruction after the test, and returns it with its port. */
 export async function started<M extends { destroy(options?: { timeout?: number }): Promise<void> }>(
@@ -15,71 +13,15 @@ export async function started<M extends { destroy(options?: { timeout?: number }
   return { mux, port: address.port };
 }
 
-/** A TCP client to 127.0.0.1:port from the given local address (any of 127.0.0.0/8 on Linux). */
-export async function connectFrom(port: number, localAddress: string): Promise<TestClient> {
-  const client = new TestClient(net.connect({ port, host: '127.0.0.1', localAddress }));
-  await new Promise<void>((resolve, reject) => {
-    client.socket.once('connect', () => resolve());
-    client.socket.once('error', reject);
-  });
-  return client;
-}
-
 /** Sends a line and waits until `reader` has received `expected`. */
 export async function say(client: TestClient, line: string, reader: TestClient, expected: string): Promise<void> {
   await client.write(`${line}\n`);
   await reader.waitForText(expected);
 }
 
-function newestChange(dir: string): number {
-  return Math.max(...readdirSync(dir).filter((name) => name.endsWith('.ts')).map((name) => statSync(join(dir, name)).mtimeMs));
-}
-
-function outdated(outputs: readonly string[]): boolean {
-  const sources = Math.max(newestChange(join(ROOT, 'lib')), newestChange(join(ROOT, 'examples')));
-  return outputs.some((file) => !existsSync(file) || statSync(file).mtimeMs < sources);
-}
-
-/** The lock directory that spec/helpers/build.ts takes too, so that workers never build dist/ at once. */
-const LOCK = join(ROOT, 'dist', '.spec-build-lock');
-
-function sleep(ms: number): void {
-  Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, ms);
-}
-
-/**
- * Compiles lib/ and examples/ into dist/ (as `npm run build` does) unless dist/examples/<name>.js are newer
- * than every source they depend on. tsc emits even when another part of the project (bench) has type
- * errors; only examples that are still missing or stale afterwards fail.
- */
+/** Compiles dist/ (see {@link ensureBuilt}) unless dist/examples/<name>.js are newer than every source. */
 export function buildExamples(names: readonly string[]): void {
-  const outputs = names.map((name) => join(ROOT, 'dist', 'examples', `${name}.js`));
-  if (!outdated(outputs)) return;
-  mkdirSync(join(ROOT, 'dist'), { recursive: true });
-  const deadline = Date.now() + 120_000;
-  while (!tryLock()) {
-    // A lock left behind by a killed run is taken over, as spec/helpers/build.ts does.
-    if (Date.now() - (statSync(LOCK, { throwIfNoEntry: false })?.mtimeMs ?? Date.now()) > 120_000) rmdirSync(LOCK);
-    if (Date.now() > deadline) throw new Error(`another build holds ${LOCK}`);
-    sleep(200);
-  }
-  try {
-    if (!outdated(outputs)) return;
-    const tsc = require.resolve('typescript/bin/tsc');
-    const result = spawnSync(process.execPath, [tsc, '-p', 'tsconfig.build.json'], { cwd: ROOT, encoding: 'utf8', timeout: 120_000 });
-    if (outdated(outputs)) throw new Error(`build failed (exit ${result.status}):\n${result.stdout}${result.stderr}`);
-  } finally {
-    rmdirSync(LOCK);
-  }
-}
-
-function tryLock(): boolean {
-  try {
-    mkdirSync(LOCK);
-    return true;
-  } catch {
-    return false;
-  }
+  ensureBuilt(names.map((name) => join(ROOT, 'dist', 'examples', `${name}.js`)));
 }
 
 /** A compiled example running as a child process, with what it printed. */

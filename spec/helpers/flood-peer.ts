@@ -7,7 +7,7 @@
  */
 import * as net from 'node:net';
 import * as tls from 'node:tls';
-import { PatternStream, PatternVerifier } from './pattern';
+import { PatternStream, PatternVerifier, sendPattern } from './pattern';
 
 export interface FloodConfig {
   port: number;
@@ -149,23 +149,7 @@ async function main(): Promise<void> {
   const progress = setInterval(() => {
     report({ type: 'progress', sent, slowest: Math.min(...healthy.map((receiver) => receiver.received)) });
   }, 1000);
-  for (let index = 0; sent < config.totalBytes; index += 1) {
-    const block = pattern.block(index);
-    const piece = config.totalBytes - sent < block.length ? block.subarray(0, config.totalBytes - sent) : block;
-    sent += piece.length;
-    if (!sender.write(piece)) {
-      await new Promise<void>((resolve) => {
-        const done = (): void => {
-          sender.off('drain', done);
-          sender.off('close', done);
-          resolve();
-        };
-        sender.once('drain', done);
-        sender.once('close', done);
-      });
-      if (sender.destroyed) break;
-    }
-  }
+  sent = await sendPattern(sender, pattern, config.totalBytes, (count) => (sent = count));
   const complete = await until(
     () => healthy.every((receiver) => receiver.received >= config.totalBytes || receiver.verifier.errorAt !== null || receiver.closed),
     config.timeoutMs,

@@ -43,6 +43,16 @@ export async function startMux<S extends object = Record<string, unknown>>(
   return { mux, port: address.port };
 }
 
+/** Where {@link TestClient.connect} connects to, and how. */
+export interface ConnectOptions {
+  host?: string;
+  /** The address to connect from (plain TCP only). */
+  localAddress?: string;
+  /** A Unix socket to connect to instead of host:port. */
+  path?: string;
+  tls?: tls.ConnectionOptions;
+}
+
 /** A real TCP (or TLS) client that records everything it receives. */
 export class TestClient {
   readonly chunks: Buffer[] = [];
@@ -75,14 +85,21 @@ export class TestClient {
     });
   }
 
-  /** Connects to 127.0.0.1:port and waits until connected. */
-  static async connect(port: number, options: { tls?: tls.ConnectionOptions } = {}): Promise<TestClient> {
-    const socket = options.tls
-      ? tls.connect({ port, host: '127.0.0.1', ...options.tls })
-      : net.connect({ port, host: '127.0.0.1' });
+  /**
+   * Connects to `host` (127.0.0.1 by default):port, from `localAddress` if given (any of 127.0.0.0/8 on
+   * Linux), or to the Unix socket `path` instead (the port is then unused), and waits until connected.
+   */
+  static async connect(port: number, options: ConnectOptions = {}): Promise<TestClient> {
+    const { host = '127.0.0.1', localAddress, path, tls: secure } = options;
+    const socket =
+      path !== undefined
+        ? net.connect({ path })
+        : secure
+          ? tls.connect({ port, host, ...secure })
+          : net.connect({ port, host, localAddress });
     const client = new TestClient(socket);
     await new Promise<void>((resolve, reject) => {
-      socket.once(options.tls ? 'secureConnect' : 'connect', () => resolve());
+      socket.once(socket instanceof tls.TLSSocket ? 'secureConnect' : 'connect', () => resolve());
       socket.once('error', reject);
     });
     return client;

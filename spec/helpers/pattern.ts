@@ -1,3 +1,20 @@
+import type * as net from 'node:net';
+
+/** Deterministic pseudo-random bytes (xorshift32), so that a failure can be replayed. */
+export function randomBytes(length: number, seed: number): Buffer {
+  const out = Buffer.allocUnsafe(length);
+  let state = seed >>> 0 || 1;
+  for (let i = 0; i < length; i += 1) {
+    state ^= state << 13;
+    state >>>= 0;
+    state ^= state >>> 17;
+    state ^= state << 5;
+    state >>>= 0;
+    out[i] = state & 0xff;
+  }
+  return out;
+}
+
 /**
  * A deterministic byte stream that receivers can check byte for byte at memcmp speed: block `k` is a
  * pseudo-random template whose first 8 bytes are replaced by `k` (big-endian), so a lost, repeated or
@@ -8,17 +25,7 @@ export class PatternStream {
 
   constructor(readonly blockBytes = 64 * 1024, seed = 0x9e3779b9) {
     if (blockBytes < 16) throw new RangeError('blockBytes must be at least 16');
-    this.template = Buffer.allocUnsafe(blockBytes);
-    let state = seed >>> 0 || 1;
-    for (let i = 0; i < blockBytes; i += 1) {
-      // xorshift32
-      state ^= state << 13;
-      state >>>= 0;
-      state ^= state >>> 17;
-      state ^= state << 5;
-      state >>>= 0;
-      this.template[i] = state & 0xff;
-    }
+    this.template = randomBytes(blockBytes, seed);
   }
 
   /** Block `index` of the stream (a new Buffer). */
@@ -26,26 +33,6 @@ export class PatternStream {
     const block = Buffer.from(this.template);
     block.writeBigUInt64BE(BigInt(index), 0);
     return block;
-  }
-
-  /** The stream's bytes from `offset` to `offset + length` (for small checks). */
-  slice(offset: number, length: number): Buffer {
-    const out = Buffer.allocUnsafe(length);
-    let done = 0;
-    while (done < length) {
-      const position = offset + done;
-      const index = Math.floor(position / this.blockBytes);
-      const inner = position % this.blockBytes;
-      const take = Math.min(length - done, this.blockBytes - inner);
-      const header = Buffer.alloc(8);
-      header.writeBigUInt64BE(BigInt(index), 0);
-      for (let i = 0; i < take; i += 1) {
-        const at = inner + i;
-        out[done + i] = at < 8 ? header[at] : this.template[at];
-      }
-      done += take;
-    }
-    return out;
   }
 }
 
@@ -88,4 +75,30 @@ export class PatternVerifier {
     }
     return true;
   }
+}
+
+/**
+ * Writes `total` bytes of `pattern` to `socket`, honouring backpressure, until done or the socket is
+ * destroyed; `onSent` hears the running count after each write. Resolves with the bytes written.
+ */
+export async function sendPattern(socket: net.Socket, pattern: PatternStream, total: number, onSent?: (sent: number) => void): Promise<number> {
+  let sent = 0;
+  for (let index = 0; sent < total && !socket.destroyed; index += 1) {
+    const block = pattern.block(index);
+    const piece = total - sent < block.length ? block.subarray(0, total - sent) : block;
+    sent += piece.length;
+    onSent?.(sent);
+    if (!socket.write(piece)) {
+      await new Promise<void>((resolve) => {
+        const done = (): void => {
+          socket.off('drain', done);
+          socket.off('close', done);
+          resolve();
+        };
+        socket.on('drain', done);
+        socket.on('close', done);
+      });
+    }
+  }
+  return sent;
 }

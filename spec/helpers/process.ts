@@ -2,10 +2,11 @@ import { fork, spawn, type ChildProcess } from 'node:child_process';
 import { readdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { CLI, ensureBuilt, ROOT } from './build';
+import type { FloodCommand, FloodConfig, FloodReport, ReceiverResult } from './flood-peer';
 import { onTeardown, waitFor } from './net';
 
 /** Resident set size of a process, in bytes (VmRSS of /proc/PID/status); 0 once it is gone. */
-export function rssOf(pid: number | 'self'): number {
+function rssOf(pid: number | 'self'): number {
   try {
     const match = /^VmRSS:\s+(\d+)\s+kB/m.exec(readFileSync(`/proc/${pid}/status`, 'utf8'));
     return match === null ? 0 : Number(match[1]) * 1024;
@@ -150,5 +151,21 @@ export class Peer<Out extends { type: string }, In extends { cmd: string }> {
     if (index < 0) throw new Error(`peer exited before sending ${type}: ${this.stderr}`);
     const [found] = this.messages.splice(index, 1);
     return found as Extract<Out, { type: T }>;
+  }
+}
+
+/**
+ * The flood peer (spec/helpers/flood-peer.ts) against 127.0.0.1:port: by default 10 healthy receivers and
+ * 1 stalled one, 256 MiB in 64 KiB blocks, and 120 s for the healthy receivers to get it all.
+ */
+export function floodPeer(port: number, config: Partial<FloodConfig>): Peer<FloodReport, FloodCommand> {
+  const full: FloodConfig = { port, host: '127.0.0.1', receivers: 10, stalled: 1, totalBytes: 256 * 1024 * 1024, blockBytes: 64 * 1024, timeoutMs: 120_000, ...config };
+  return new Peer<FloodReport, FloodCommand>('flood-peer.ts', full);
+}
+
+/** Expects every receiver to have got all `total` bytes intact, still connected and without error. */
+export function expectWhole(results: readonly ReceiverResult[], total: number): void {
+  for (const result of results) {
+    expect(result).toEqual({ received: total, errorAt: null, closed: false, error: null });
   }
 }

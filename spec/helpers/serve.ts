@@ -1,4 +1,3 @@
-import * as net from 'node:net';
 import type { Client, ListenOptions, Multiplexer } from '../../lib';
 import { onTeardown, TestClient, waitFor } from './net';
 
@@ -13,26 +12,9 @@ export async function serve<S extends object>(mux: Multiplexer<S>, where: Listen
   return address.port;
 }
 
-/** A real client connected to `host:port`, optionally from a chosen local address (127.0.0.2, ...). */
-export async function connectFrom(port: number, host: string, localAddress?: string): Promise<TestClient> {
-  const socket = net.connect({ port, host, localAddress });
-  const client = new TestClient(socket);
-  await new Promise<void>((resolve, reject) => {
-    socket.once('connect', () => resolve());
-    socket.once('error', reject);
-  });
-  return client;
-}
-
 /** A real client of a Unix socket. */
-export async function connectPath(path: string): Promise<TestClient> {
-  const socket = net.connect({ path });
-  const client = new TestClient(socket);
-  await new Promise<void>((resolve, reject) => {
-    socket.once('connect', () => resolve());
-    socket.once('error', reject);
-  });
-  return client;
+export function connectPath(path: string): Promise<TestClient> {
+  return TestClient.connect(0, { path });
 }
 
 /** The server's view of a test client (matched by the client's local port), once the server has accepted it. */
@@ -50,12 +32,10 @@ export async function joined<S extends object>(mux: Multiplexer<S>, client: Test
 }
 
 /** A promise with its resolve function, for gating async hooks from a test. */
-export function gate<T = void>(): { promise: Promise<T>; open: (value: T) => void; fail: (error: unknown) => void } {
+export function gate<T = void>(): { promise: Promise<T>; open: (value: T) => void } {
   let open!: (value: T) => void;
-  let fail!: (error: unknown) => void;
-  const promise = new Promise<T>((resolve, reject) => {
+  const promise = new Promise<T>((resolve) => {
     open = resolve;
-    fail = reject;
   });
-  return { promise, open, fail };
+  return { promise, open };
 }

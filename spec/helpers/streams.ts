@@ -2,6 +2,8 @@ import * as net from 'node:net';
 import { onTeardown, TestClient, waitFor } from './net';
 import { PatternStream, PatternVerifier } from './pattern';
 
+export { randomBytes, sendPattern } from './pattern';
+
 /** Connects a plain TCP socket to 127.0.0.1:port (from `localAddress` if given); destroyed after the test. Socket errors are ignored unless listened for. */
 export function connectSocket(port: number, localAddress?: string): Promise<net.Socket> {
   return new Promise((resolve, reject) => {
@@ -53,28 +55,6 @@ export class PatternReceiver {
   }
 }
 
-/** Writes `total` bytes of `pattern` to `socket`, honouring backpressure. Resolves with the bytes written. */
-export async function sendPattern(socket: net.Socket, pattern: PatternStream, total: number): Promise<number> {
-  let sent = 0;
-  for (let index = 0; sent < total && !socket.destroyed; index += 1) {
-    const block = pattern.block(index);
-    const piece = total - sent < block.length ? block.subarray(0, total - sent) : block;
-    sent += piece.length;
-    if (!socket.write(piece)) {
-      await new Promise<void>((resolve) => {
-        const done = (): void => {
-          socket.off('drain', done);
-          socket.off('close', done);
-          resolve();
-        };
-        socket.on('drain', done);
-        socket.on('close', done);
-      });
-    }
-  }
-  return sent;
-}
-
 /** Resolves when `socket` has closed. */
 export function closed(socket: net.Socket): Promise<void> {
   if (socket.destroyed && socket.closed) return Promise.resolve();
@@ -82,29 +62,8 @@ export function closed(socket: net.Socket): Promise<void> {
 }
 
 /** A {@link TestClient} connected from a given local address (127.0.0.2, ...), for per-address rules. */
-export async function connectFrom(port: number, localAddress: string): Promise<TestClient> {
-  const socket = net.connect({ port, host: '127.0.0.1', localAddress });
-  const client = new TestClient(socket);
-  await new Promise<void>((resolve, reject) => {
-    socket.once('connect', () => resolve());
-    socket.once('error', reject);
-  });
-  return client;
-}
-
-/** Deterministic pseudo-random bytes (xorshift32), so that a failure can be replayed. */
-export function randomBytes(length: number, seed: number): Buffer {
-  const out = Buffer.allocUnsafe(length);
-  let state = seed >>> 0 || 1;
-  for (let i = 0; i < length; i += 1) {
-    state ^= state << 13;
-    state >>>= 0;
-    state ^= state >>> 17;
-    state ^= state << 5;
-    state >>>= 0;
-    out[i] = state & 0xff;
-  }
-  return out;
+export function connectFrom(port: number, localAddress: string): Promise<TestClient> {
+  return TestClient.connect(port, { localAddress });
 }
 
 /**
