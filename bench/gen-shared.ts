@@ -1,4 +1,5 @@
 /** What the generator's coordinator and its worker threads share: configuration, memory layout, messages. */
+import { cpus } from 'node:os';
 import type { ProtocolName } from './protocols';
 
 export type GenMode = 'all' | 'dedicated';
@@ -36,6 +37,14 @@ export interface GenConfig {
   /** Connections a worker has in progress at once while connecting. */
   readonly connectConcurrency: number;
   readonly tag: string;
+}
+
+/** The settings a result repeats, to tell which run it is of. */
+export type GenIdentity = Pick<GenConfig, 'tag' | 'proto' | 'mode' | 'receivers' | 'senders' | 'size' | 'window' | 'batch' | 'rate' | 'workers'>;
+
+/** Generator threads when not told: two, or one on a single core. */
+export function defaultWorkers(): number {
+  return Math.max(1, Math.min(2, cpus().length));
 }
 
 /** Sentinel of an empty minimum (a worker with no receiver of that sender). */
@@ -122,7 +131,6 @@ export interface WorkerStats {
   readonly lost: number;
   /** Connections the server closed or reset. */
   readonly serverClosed: number;
-  readonly replies: number;
   readonly errors: readonly string[];
   readonly histogram: Uint32Array;
   readonly maxUs: number;

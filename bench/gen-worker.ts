@@ -63,7 +63,6 @@ let backsteps = 0;
 let malformedCount = 0;
 let selfDeliveries = 0;
 let serverClosed = 0;
-let replies = 0;
 const errors: string[] = [];
 function noteError(message: string): void {
   if (errors.length < 5) errors.push(message);
@@ -134,7 +133,7 @@ class Conn implements FrameSink {
   }
 
   reply(): void {
-    replies += 1;
+    // A publish acknowledged: nothing to check.
   }
 
   ping(): void {
@@ -289,20 +288,25 @@ function onRead(c: Conn, n: number): boolean {
   return true;
 }
 
+/** Whether the `size` bytes at `p` have the shape of a data message (kind, newline, separator). */
+function isData(buf: Buffer, p: number): boolean {
+  return buf[p] === KIND_DATA && buf[p + size - 1] === NEWLINE && buf[p + SEP_OFFSET] === SEPARATOR;
+}
+
 /** Checks every whole frame in buf[off, end); returns where the first incomplete one starts. */
 function scan(c: Conn, buf: Buffer, off: number, end: number, now: number): number {
   const receives = c.ridx >= 0;
   while (off < end) {
     if (strip) {
       const p = afterNick(buf, off, end);
-      if (p >= 0 && p + size <= end && buf[p] === KIND_DATA && buf[p + size - 1] === NEWLINE && buf[p + SEP_OFFSET] === SEPARATOR) {
+      if (p >= 0 && p + size <= end && isData(buf, p)) {
         if (receives) deliver(c, buf, p, now);
         off = p + size;
         continue;
       }
     } else if (end - off >= frameLen && (dpl === 0 || (buf[off] === dFirst && buf[off + dpl - 1] === dLast))) {
       const p = off + dpl;
-      if (buf[p] === KIND_DATA && buf[p + size - 1] === NEWLINE && buf[p + SEP_OFFSET] === SEPARATOR && (!suffixed || buf[off + frameLen - 1] === NEWLINE)) {
+      if (isData(buf, p) && (!suffixed || buf[off + frameLen - 1] === NEWLINE)) {
         if (receives) deliver(c, buf, p, now);
         off += frameLen;
         continue;
@@ -378,10 +382,14 @@ function endOfRead(now: number): void {
     reportedDeliveries = deliveries;
     shared.lastRx[me] = now;
   }
-  if ((pumpWanted || notifyAny) && !turnScheduled) {
-    turnScheduled = true;
-    setImmediate(endOfTurn);
-  }
+  if (pumpWanted || notifyAny) scheduleTurn();
+}
+
+/** Runs endOfTurn once after this turn's I/O, however often it is asked for. */
+function scheduleTurn(): void {
+  if (turnScheduled) return;
+  turnScheduled = true;
+  setImmediate(endOfTurn);
 }
 
 function endOfTurn(): void {
@@ -402,10 +410,7 @@ function endOfTurn(): void {
 
 function wantPump(): void {
   pumpWanted = true;
-  if (!turnScheduled) {
-    turnScheduled = true;
-    setImmediate(endOfTurn);
-  }
+  scheduleTurn();
 }
 
 const timeBuf = new Uint8Array(8);
@@ -505,7 +510,6 @@ function result(): WorkerStats {
     selfDeliveries,
     lost,
     serverClosed,
-    replies,
     errors,
     histogram: histogram.counts,
     maxUs: histogram.maxUs,

@@ -7,28 +7,29 @@
  * delivery is checked: nothing lost, duplicated or reordered per sender. Exit status: 0 clean, 1 a check
  * failed, 2 setup failed.
  */
-import { cpus } from 'node:os';
 import { join } from 'node:path';
+import { setTimeout as sleep } from 'node:timers/promises';
 import { parseArgs } from 'node:util';
 import { Worker } from 'node:worker_threads';
-import { type GenConfig, type GenMode, type WorkerInit, type WorkerMessage, type WorkerStats, allocateShared, viewsOf } from './gen-shared';
+import {
+  type CoordinatorMessage,
+  type GenConfig,
+  type GenIdentity,
+  type SharedBuffers,
+  type WorkerInit,
+  type WorkerMessage,
+  type WorkerStats,
+  allocateShared,
+  defaultWorkers,
+  viewsOf,
+} from './gen-shared';
 import { Histogram } from './histogram';
 import { MAX_SENDERS, MIN_MESSAGE_BYTES } from './message';
 import { cpuSeconds, rssKiB } from './procfs';
-import { protocolNamed, type ProtocolName } from './protocols';
+import { protocolNamed } from './protocols';
 
 /** What one generator run reports (one JSON line). */
-export interface GenResult {
-  readonly tag: string;
-  readonly proto: ProtocolName;
-  readonly mode: GenMode;
-  readonly receivers: number;
-  readonly senders: number;
-  readonly size: number;
-  readonly window: number;
-  readonly batch: number;
-  readonly rate: number;
-  readonly workers: number;
+export interface GenResult extends GenIdentity {
   readonly messages_sent: number;
   readonly deliveries_expected: number;
   readonly deliveries: number;
@@ -55,8 +56,6 @@ export interface GenResult {
   readonly errors: readonly string[];
 }
 
-const sleep = (ms: number): Promise<void> => new Promise((resolve) => setTimeout(resolve, ms));
-
 function nowNs(epoch: bigint): number {
   return Number(process.hrtime.bigint() - epoch);
 }
@@ -82,7 +81,7 @@ export function parseGenArgs(argv: string[]): GenConfig {
       hold: { type: 'string', default: '0' },
       'server-pid': { type: 'string', default: '0' },
       'strip-prefix': { type: 'boolean', default: false },
-      workers: { type: 'string', default: String(Math.max(1, Math.min(2, cpus().length))) },
+      workers: { type: 'string', default: String(defaultWorkers()) },
       'connect-concurrency': { type: 'string', default: '4' },
       tag: { type: 'string', default: '' },
     },
@@ -136,7 +135,7 @@ class Workers {
   fatal: string | null = null;
   private onFatal: ((message: string) => void) | null = null;
 
-  constructor(config: GenConfig, epoch: bigint, shared: ReturnType<typeof allocateShared>) {
+  constructor(config: GenConfig, epoch: bigint, shared: SharedBuffers) {
     for (let index = 0; index < config.workers; index += 1) {
       const workerData: WorkerInit = { config, index, epochNs: epoch.toString(), shared };
       const worker = new Worker(join(__dirname, 'gen-worker.js'), { workerData });
@@ -180,7 +179,7 @@ class Workers {
     });
   }
 
-  post(message: Parameters<Worker['postMessage']>[0], to?: number): void {
+  post(message: CoordinatorMessage, to?: number): void {
     if (to === undefined) for (const worker of this.workers) worker.postMessage(message);
     else this.workers[to].postMessage(message);
   }
@@ -189,6 +188,30 @@ class Workers {
     await Promise.all(this.workers.map((worker) => worker.terminate()));
   }
 }
+
+/** The figures of the measured run. */
+type Measured = Omit<GenResult, keyof GenIdentity | 'server_rss_kb' | 'setup_s' | 'ok' | 'errors'>;
+
+/** Figures of a run that was not measured (or failed); its key order is that of a failed result's line. */
+const NOT_MEASURED: Measured = {
+  messages_sent: 0,
+  deliveries_expected: 0,
+  deliveries: 0,
+  lost: 0,
+  gaps: 0,
+  backsteps: 0,
+  malformed: 0,
+  self_deliveries: 0,
+  server_closed: 0,
+  elapsed_s: 0,
+  deliveries_per_s: 0,
+  mb_per_s: 0,
+  lat_p50_us: 0,
+  lat_p99_us: 0,
+  lat_max_us: 0,
+  gen_cpu_s: 0,
+  server_cpu_s: -1,
+};
 
 function sum(values: Int32Array): number {
   let total = 0;
@@ -205,7 +228,7 @@ export async function generate(config: GenConfig): Promise<GenResult> {
   const setupStart = nowNs(epoch);
   const errors: string[] = [];
   let serverRss = -1;
-  let measured: Omit<GenResult, 'tag' | 'proto' | 'mode' | 'receivers' | 'senders' | 'size' | 'window' | 'batch' | 'rate' | 'workers' | 'server_rss_kb' | 'setup_s' | 'ok' | 'errors'> | null = null;
+  let measured: Measured | null = null;
   let setupSeconds = 0;
   try {
     const setupDeadline = Date.now() + config.setupTimeoutMs;
@@ -255,8 +278,7 @@ export async function generate(config: GenConfig): Promise<GenResult> {
       }
       workers.post({ type: 'stop' });
       await workers.all('stopped', 10_000);
-      let sent = 0;
-      for (let s = 0; s < config.senders; s += 1) sent += Atomics.load(shared.sent, s);
+      const sent = sum(shared.sent);
       const receiversPerMessage = config.receivers - (config.mode === 'all' ? 1 : 0);
       const expected = sent * receiversPerMessage;
       while (sum(shared.delivered) < expected) {
@@ -274,21 +296,13 @@ export async function generate(config: GenConfig): Promise<GenResult> {
       const delivered = sum(shared.delivered);
       const elapsed = (end - start) / 1e9;
       measured = {
+        ...NOT_MEASURED,
         messages_sent: sent,
         deliveries_expected: expected,
         deliveries: delivered,
-        lost: 0,
-        gaps: 0,
-        backsteps: 0,
-        malformed: 0,
-        self_deliveries: 0,
-        server_closed: 0,
         elapsed_s: round(elapsed, 4),
         deliveries_per_s: elapsed > 0 ? Math.round(delivered / elapsed) : 0,
         mb_per_s: elapsed > 0 ? round((delivered * config.size) / elapsed / 1e6, 2) : 0,
-        lat_p50_us: 0,
-        lat_p99_us: 0,
-        lat_max_us: 0,
         gen_cpu_s: round((cpu.user + cpu.system) / 1e6, 3),
         server_cpu_s: serverCpu0 >= 0 && serverCpu1 >= 0 ? round(serverCpu1 - serverCpu0, 3) : -1,
       };
@@ -323,17 +337,18 @@ export async function generate(config: GenConfig): Promise<GenResult> {
   // A gap moves a receiver past the missing message: count what never arrived from the totals too.
   if (measured !== null) lost = Math.max(lost, measured.deliveries_expected - measured.deliveries);
   const ok = errors.length === 0 && lost === 0 && gaps === 0 && backsteps === 0 && malformed === 0 && serverClosed === 0;
+  const m = measured ?? NOT_MEASURED;
+  // Key order of the JSON line: the run's totals and times first, then the checks.
   return {
     ...identity(config),
-    messages_sent: 0,
-    deliveries_expected: 0,
-    deliveries: 0,
-    elapsed_s: 0,
-    deliveries_per_s: 0,
-    mb_per_s: 0,
-    gen_cpu_s: 0,
-    server_cpu_s: -1,
-    ...measured,
+    messages_sent: m.messages_sent,
+    deliveries_expected: m.deliveries_expected,
+    deliveries: m.deliveries,
+    elapsed_s: m.elapsed_s,
+    deliveries_per_s: m.deliveries_per_s,
+    mb_per_s: m.mb_per_s,
+    gen_cpu_s: m.gen_cpu_s,
+    server_cpu_s: m.server_cpu_s,
     lost,
     gaps,
     backsteps,
@@ -350,7 +365,7 @@ export async function generate(config: GenConfig): Promise<GenResult> {
   };
 }
 
-function identity(config: GenConfig): Pick<GenResult, 'tag' | 'proto' | 'mode' | 'receivers' | 'senders' | 'size' | 'window' | 'batch' | 'rate' | 'workers'> {
+function identity(config: GenConfig): GenIdentity {
   return {
     tag: config.tag,
     proto: config.proto,
@@ -368,23 +383,7 @@ function identity(config: GenConfig): Pick<GenResult, 'tag' | 'proto' | 'mode' |
 export function failedResult(config: GenConfig, errors: string[], serverRss: number, setupSeconds: number): GenResult {
   return {
     ...identity(config),
-    messages_sent: 0,
-    deliveries_expected: 0,
-    deliveries: 0,
-    lost: 0,
-    gaps: 0,
-    backsteps: 0,
-    malformed: 0,
-    self_deliveries: 0,
-    server_closed: 0,
-    elapsed_s: 0,
-    deliveries_per_s: 0,
-    mb_per_s: 0,
-    lat_p50_us: 0,
-    lat_p99_us: 0,
-    lat_max_us: 0,
-    gen_cpu_s: 0,
-    server_cpu_s: -1,
+    ...NOT_MEASURED,
     server_rss_kb: serverRss,
     setup_s: round(setupSeconds, 3),
     ok: false,

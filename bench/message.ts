@@ -30,7 +30,6 @@ export const HEADER_BYTES = 18;
 export const MIN_MESSAGE_BYTES = HEADER_BYTES + 1;
 
 export const MAX_SENDERS = 64 ** 3;
-export const MAX_SEQUENCE = 64 ** 5;
 
 /** A message with the given sender id, padding and newline; sequence and time are filled by {@link stamp}. */
 export function template(size: number, sid: number, kind: number = KIND_DATA): Buffer {
@@ -81,16 +80,18 @@ export function wellFormed(buf: Uint8Array, at: number, size: number): boolean {
 }
 
 export function readSid(buf: Uint8Array, at: number): number {
-  return (buf[at + 1] - DIGIT_BASE) * 4096 + (buf[at + 2] - DIGIT_BASE) * 64 + (buf[at + 3] - DIGIT_BASE);
+  const s = at + SID_OFFSET;
+  return (buf[s] - DIGIT_BASE) * 4096 + (buf[s + 1] - DIGIT_BASE) * 64 + (buf[s + 2] - DIGIT_BASE);
 }
 
 export function readSeq(buf: Uint8Array, at: number): number {
+  const s = at + SEQ_OFFSET;
   return (
-    (buf[at + 4] - DIGIT_BASE) * 16777216 +
-    (buf[at + 5] - DIGIT_BASE) * 262144 +
-    (buf[at + 6] - DIGIT_BASE) * 4096 +
-    (buf[at + 7] - DIGIT_BASE) * 64 +
-    (buf[at + 8] - DIGIT_BASE)
+    (buf[s] - DIGIT_BASE) * 16777216 +
+    (buf[s + 1] - DIGIT_BASE) * 262144 +
+    (buf[s + 2] - DIGIT_BASE) * 4096 +
+    (buf[s + 3] - DIGIT_BASE) * 64 +
+    (buf[s + 4] - DIGIT_BASE)
   );
 }
 

@@ -10,6 +10,7 @@ import { type ChildProcess, spawnSync } from 'node:child_process';
 import { closeSync, existsSync, openSync, writeFileSync } from 'node:fs';
 import * as net from 'node:net';
 import { join } from 'node:path';
+import { setTimeout as sleep } from 'node:timers/promises';
 import { spawnTracked, stopChild } from './children';
 import type { ProtocolName } from './protocols';
 
@@ -190,7 +191,7 @@ export async function startPeer(spec: PeerSpec, port: number, workDir: string): 
   while (Date.now() < deadline) {
     if (!peer.alive) throw new Error(`${spec.name} exited at start (see ${logFile})`);
     if (await canConnect(port)) return peer;
-    await new Promise((resolve) => setTimeout(resolve, 50));
+    await sleep(50);
   }
   await peer.stop();
   throw new Error(`${spec.name} did not listen on ${port} within 15 s (see ${logFile})`);

@@ -28,13 +28,3 @@ export function rssKiB(pid: number): number {
     return -1;
   }
 }
-
-/** True while the process exists. */
-export function alive(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch {
-    return false;
-  }
-}

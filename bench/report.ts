@@ -1,5 +1,5 @@
 /** The bench's outputs: a Markdown report and a hand-written SVG bar chart. */
-import type { RunRecord, Summary } from './stats';
+import { type RunRecord, type Summary, casesOf, find } from './stats';
 import type { TargetCheck } from './targets';
 
 export interface ReportMeta {
@@ -11,7 +11,6 @@ export interface ReportMeta {
   readonly reps: number;
   readonly durationS: number;
   readonly workers: number;
-  readonly cases: readonly string[];
   readonly ran: readonly { readonly name: string; readonly description: string }[];
   readonly skipped: readonly { readonly name: string; readonly reason: string }[];
   /** Peers whose cases with many connections were skipped. */
@@ -31,7 +30,7 @@ function rateText(x: number | null | undefined): string {
 }
 
 function ordered(summaries: readonly Summary[], kinds: readonly Summary['kind'][], peers: readonly string[]): Summary[] {
-  const caseOrder = [...new Set(summaries.map((s) => s.case))];
+  const caseOrder = casesOf(summaries);
   return summaries
     .filter((s) => kinds.includes(s.kind))
     .sort((a, b) => caseOrder.indexOf(a.case) - caseOrder.indexOf(b.case) || peers.indexOf(a.peer) - peers.indexOf(b.peer));
@@ -64,7 +63,7 @@ export function markdown(meta: ReportMeta, summaries: readonly Summary[], target
     lines.push('| case | peer | runs (bad) | deliveries/s | spread | vs naive | MB/s | p50 µs | p99 µs | server CPU s / M deliveries | server cores | gen cores |');
     lines.push('|---|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|');
     for (const s of throughput) {
-      const naive = summaries.find((n) => n.case === s.case && n.peer === 'naive')?.deliveriesPerS;
+      const naive = find(summaries, s.case, 'naive')?.deliveriesPerS;
       const vsNaive = s.deliveriesPerS != null && naive != null && naive > 0 ? s.deliveriesPerS / naive : null;
       lines.push(
         `| ${s.case} | ${s.peer} | ${s.runs} (${s.bad}) | ${rateText(s.deliveriesPerS)} | ${fmt(s.spread, 2)} | ${fmt(vsNaive, 2)} | ${fmt(s.mbPerS, 1)} | ${fmt(s.p50Us)} | ${fmt(s.p99Us)} | ${fmt(s.cpuPerM, 3)} | ${fmt(s.serverCores, 2)} | ${fmt(s.genCores, 2)} |`,
@@ -151,8 +150,7 @@ interface Panel {
 export function svg(meta: ReportMeta, summaries: readonly Summary[]): string {
   const peers = meta.ran.map((p) => p.name);
   const panels: Panel[] = [];
-  const caseOrder = [...new Set(summaries.map((s) => s.case))];
-  for (const c of caseOrder) {
+  for (const c of casesOf(summaries)) {
     const rows = summaries.filter((s) => s.case === c).sort((a, b) => peers.indexOf(a.peer) - peers.indexOf(b.peer));
     const kind = rows[0].kind;
     if (kind === 'paced') {

@@ -10,8 +10,10 @@
 import { createWriteStream, mkdirSync, mkdtempSync, renameSync, writeFileSync } from 'node:fs';
 import { cpus, loadavg, tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { setTimeout as sleep } from 'node:timers/promises';
 import { exited, installCleanup, spawnTracked } from './children';
 import { type BenchCase, DEFAULT_CASES, SLOW_ACCEPT_CONNECTIONS, connectionsOf, generatorArgs, isThroughput, parseCases } from './cases';
+import { defaultWorkers } from './gen-shared';
 import { type GenResult, failedResult, parseGenArgs } from './generator';
 import { BUILTIN_PEERS, type PeerSpec, type RunningPeer, extraPeers, startPeer } from './peers';
 import { rssKiB } from './procfs';
@@ -20,7 +22,6 @@ import { type RunRecord, summarize } from './stats';
 import { checkTargets } from './targets';
 
 const RESERVED_PORTS = [6379, 4222];
-const sleep = (ms: number): Promise<void> => new Promise((resolve) => setTimeout(resolve, ms));
 
 interface Settings {
   readonly reps: number;
@@ -56,7 +57,7 @@ function readSettings(env: NodeJS.ProcessEnv): Settings {
     durationS,
     cases: parseCases(env.BENCH_CASES?.trim() || DEFAULT_CASES),
     peers: peersText ? peersText.split(/[\s,]+/) : null,
-    workers: int('BENCH_WORKERS', Math.max(1, Math.min(2, cpus().length)), 1),
+    workers: int('BENCH_WORKERS', defaultWorkers(), 1),
     portBase,
     holdReps: int('BENCH_HOLD_REPS', 1, 1),
     slowPeers: env.BENCH_SLOW_PEERS === '1',
@@ -70,6 +71,11 @@ function rotate<T>(items: readonly T[], by: number): T[] {
   return [...items.slice(k), ...items.slice(0, k)];
 }
 
+/** How a peer's server ended (`when`: e.g. ` during the run`), and where its log is. */
+function serverExited(peer: RunningPeer, when = ''): string {
+  return `server exited${when} (code ${peer.child.exitCode}, signal ${peer.child.signalCode}; see ${peer.logFile})`;
+}
+
 class Bench {
   readonly records: RunRecord[] = [];
   /** Cases cut down for peers that accept connections slowly. */
@@ -77,8 +83,8 @@ class Bench {
   private readonly jsonl: ReturnType<typeof createWriteStream>;
   private readonly jsonlPath: string;
   private readonly generatorLog: string;
-  private memPort: number;
-  private holdPort: number;
+  /** Next port of a fresh server, per range: mem cases from portBase + 100, hold cases from portBase + 200. */
+  private readonly nextPorts = new Map<number, number>();
 
   constructor(
     private readonly settings: Settings,
@@ -89,8 +95,6 @@ class Bench {
     this.jsonlPath = join(resultsDir, 'latest.jsonl');
     this.jsonl = createWriteStream(`${this.jsonlPath}.partial`);
     this.generatorLog = join(workDir, 'generator.log');
-    this.memPort = settings.portBase + 100;
-    this.holdPort = settings.portBase + 200;
   }
 
   /** Whether `spec` runs `benchCase`: slow accepters skip cases with many connections. */
@@ -140,7 +144,7 @@ class Bench {
       result = failedResult(parseGenArgs(args), [why, ...(tail ? [tail] : [])], -1, 0);
     }
     if (!peer.alive) {
-      const why = `server exited during the run (code ${peer.child.exitCode}, signal ${peer.child.signalCode}; see ${peer.logFile})`;
+      const why = serverExited(peer, ' during the run');
       result = { ...result, ok: false, errors: [why, ...result.errors] };
     }
     const connections = benchCase.kind === 'mem' ? benchCase.clients : 0;
@@ -203,7 +207,7 @@ class Bench {
           const peers = running.filter((p) => (!p.spec.allOnly || benchCase.kind === 'all') && this.runs(p.spec, benchCase));
           for (const peer of rotate(peers, rep - 1)) {
             if (!peer.alive) {
-              this.deadPeer(peer.spec, benchCase, rep, `server exited (code ${peer.child.exitCode}, signal ${peer.child.signalCode}; see ${peer.logFile})`);
+              this.deadPeer(peer.spec, benchCase, rep, serverExited(peer));
               continue;
             }
             await this.measure(peer, benchCase, rep, -1);
@@ -223,7 +227,7 @@ class Bench {
     for (let rep = 1; rep <= reps; rep += 1) {
       for (const spec of rotate(peers, rep - 1)) {
         if (!this.runs(spec, benchCase)) continue;
-        const port = benchCase.kind === 'mem' ? this.nextMemPort() : this.nextHoldPort();
+        const port = this.nextPort(this.settings.portBase + (benchCase.kind === 'mem' ? 100 : 200));
         let peer: RunningPeer;
         try {
           peer = await startPeer(spec, port, this.workDir);
@@ -243,15 +247,10 @@ class Bench {
     }
   }
 
-  private nextMemPort(): number {
-    const port = this.memPort;
-    this.memPort = port + 1 >= this.settings.portBase + 200 ? this.settings.portBase + 100 : port + 1;
-    return port;
-  }
-
-  private nextHoldPort(): number {
-    const port = this.holdPort;
-    this.holdPort = port + 1 >= this.settings.portBase + 300 ? this.settings.portBase + 200 : port + 1;
+  /** Ports of the range [lo, lo + 100) in turn. */
+  private nextPort(lo: number): number {
+    const port = this.nextPorts.get(lo) ?? lo;
+    this.nextPorts.set(lo, port + 1 >= lo + 100 ? lo : port + 1);
     return port;
   }
 
@@ -315,7 +314,6 @@ async function main(): Promise<number> {
     reps: settings.reps,
     durationS: settings.durationS,
     workers: settings.workers,
-    cases: settings.cases.map((c) => c.name),
     ran: ran.map((p) => ({ name: p.name, description: p.description })),
     skipped,
     cut: [...bench.cut.entries()].map(([name, entry]) => ({ name, reason: entry.reason, skipped: [...entry.skipped] })),

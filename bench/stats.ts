@@ -88,6 +88,11 @@ export function summarize(records: readonly RunRecord[]): Summary[] {
   return out;
 }
 
+/** The cases of `summaries`, in the order they first appear. */
+export function casesOf(summaries: readonly Summary[]): string[] {
+  return [...new Set(summaries.map((s) => s.case))];
+}
+
 export function find(summaries: readonly Summary[], caseName: string, peer: string): Summary | undefined {
   return summaries.find((s) => s.case === caseName && s.peer === peer);
 }

@@ -1,5 +1,5 @@
 /** The targets of the performance issue (#4), as ratios measured in one run of the bench. */
-import { find, type Summary } from './stats';
+import { casesOf, find, type Summary } from './stats';
 
 export interface TargetCheck {
   readonly target: string;
@@ -22,7 +22,7 @@ function check(target: string, measured: number | null, op: '>=' | '<=', bound: 
 /** `references`: peers the `all` case is compared with besides naive and corked (external broadcasters). */
 export function checkTargets(summaries: readonly Summary[], references: readonly string[]): TargetCheck[] {
   const out: TargetCheck[] = [];
-  const cases = [...new Set(summaries.map((s) => s.case))];
+  const cases = casesOf(summaries);
   const rate = (c: string, peer: string): number | null => find(summaries, c, peer)?.deliveriesPerS ?? null;
   for (const c of cases.filter((name) => summaries.some((s) => s.case === name && s.kind === 'all'))) {
     out.push(check(`${c}: deliveries/s mux / naive`, ratio(rate(c, 'mux'), rate(c, 'naive')), '>=', 5));
