@@ -8,11 +8,18 @@
 export type BenchCase =
   | { readonly kind: 'dedicated'; readonly name: string; readonly receivers: number; readonly size: number }
   | { readonly kind: 'all'; readonly name: string; readonly clients: number; readonly size: number }
-  | { readonly kind: 'paced'; readonly name: string; readonly receivers: number; readonly size: number; readonly rate: number }
+  | {
+      readonly kind: 'paced';
+      readonly name: string;
+      readonly receivers: number;
+      readonly size: number;
+      readonly rate: number;
+    }
   | { readonly kind: 'mem'; readonly name: string; readonly clients: number }
   | { readonly kind: 'hold'; readonly name: string; readonly clients: number };
 
-export const DEFAULT_CASES = 'd:10:64 d:10:1024 d:100:64 d:100:1024 d:1000:64 d:1000:1024 all:100:64 paced:100:64 mem:1000 hold:10000';
+export const DEFAULT_CASES =
+  'd:10:64 d:10:1024 d:100:64 d:100:1024 d:1000:64 d:1000:1024 all:100:64 paced:100:64 mem:1000 hold:10000';
 
 /** All-mode flow control, as in the measurements: 8 messages ahead at most, one per turn. */
 export const ALL_WINDOW = 8;
@@ -62,16 +69,83 @@ export function isThroughput(c: BenchCase): boolean {
 export function generatorArgs(c: BenchCase, durationS: number): string[] {
   switch (c.kind) {
     case 'dedicated':
-      return ['--mode', 'dedicated', '--clients', String(c.receivers), '--senders', '1', '--size', String(c.size), '--duration', String(durationS)];
+      return [
+        '--mode',
+        'dedicated',
+        '--clients',
+        String(c.receivers),
+        '--senders',
+        '1',
+        '--size',
+        String(c.size),
+        '--duration',
+        String(durationS),
+      ];
     case 'all':
-      return ['--mode', 'all', '--clients', String(c.clients), '--size', String(c.size), '--window', String(ALL_WINDOW), '--batch', String(ALL_BATCH), '--duration', String(durationS)];
+      return [
+        '--mode',
+        'all',
+        '--clients',
+        String(c.clients),
+        '--size',
+        String(c.size),
+        '--window',
+        String(ALL_WINDOW),
+        '--batch',
+        String(ALL_BATCH),
+        '--duration',
+        String(durationS),
+      ];
     case 'paced':
-      return ['--mode', 'dedicated', '--clients', String(c.receivers), '--senders', '1', '--size', String(c.size), '--rate', String(c.rate), '--window', String(c.rate), '--duration', String(durationS)];
+      return [
+        '--mode',
+        'dedicated',
+        '--clients',
+        String(c.receivers),
+        '--senders',
+        '1',
+        '--size',
+        String(c.size),
+        '--rate',
+        String(c.rate),
+        '--window',
+        String(c.rate),
+        '--duration',
+        String(durationS),
+      ];
     case 'mem':
       // The sender is one of the N connections: N-1 receivers + 1 sender.
-      return ['--mode', 'dedicated', '--clients', String(c.clients - 1), '--senders', '1', '--size', '64', '--duration', '0', '--hold', '1'];
+      return [
+        '--mode',
+        'dedicated',
+        '--clients',
+        String(c.clients - 1),
+        '--senders',
+        '1',
+        '--size',
+        '64',
+        '--duration',
+        '0',
+        '--hold',
+        '1',
+      ];
     case 'hold':
-      return ['--mode', 'dedicated', '--clients', String(c.clients), '--senders', '1', '--size', '64', '--duration', String(durationS), '--hold', '0.5', '--idle-timeout', '10'];
+      return [
+        '--mode',
+        'dedicated',
+        '--clients',
+        String(c.clients),
+        '--senders',
+        '1',
+        '--size',
+        '64',
+        '--duration',
+        String(durationS),
+        '--hold',
+        '0.5',
+        '--idle-timeout',
+        '10',
+      ];
   }
 }
 

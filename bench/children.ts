@@ -8,7 +8,11 @@ const live = new Set<ChildProcess>();
 
 /** Runs `file args` with the soft descriptor limit raised to the hard one (servers and generator need ~10k). */
 export function spawnTracked(file: string, args: readonly string[], options: SpawnOptions): ChildProcess {
-  const child = spawn('bash', ['-c', 'ulimit -Sn "$(ulimit -Hn)" 2>/dev/null; exec "$@"', 'bench-child', file, ...args], options);
+  const child = spawn(
+    'bash',
+    ['-c', 'ulimit -Sn "$(ulimit -Hn)" 2>/dev/null; exec "$@"', 'bench-child', file, ...args],
+    options,
+  );
   live.add(child);
   child.once('exit', () => live.delete(child));
   child.once('error', () => live.delete(child));

@@ -40,7 +40,10 @@ export interface GenConfig {
 }
 
 /** The settings a result repeats, to tell which run it is of. */
-export type GenIdentity = Pick<GenConfig, 'tag' | 'proto' | 'mode' | 'receivers' | 'senders' | 'size' | 'window' | 'batch' | 'rate' | 'workers'>;
+export type GenIdentity = Pick<
+  GenConfig,
+  'tag' | 'proto' | 'mode' | 'receivers' | 'senders' | 'size' | 'window' | 'batch' | 'rate' | 'workers'
+>;
 
 /** Generator threads when not told: two, or one on a single core. */
 export function defaultWorkers(): number {

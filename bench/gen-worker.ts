@@ -10,9 +10,30 @@
  */
 import * as net from 'node:net';
 import { parentPort, workerData } from 'node:worker_threads';
-import { type CoordinatorMessage, type WorkerInit, type WorkerMessage, type WorkerStats, NO_MINIMUM, ownerOf, viewsOf } from './gen-shared';
+import {
+  type CoordinatorMessage,
+  type WorkerInit,
+  type WorkerMessage,
+  type WorkerStats,
+  NO_MINIMUM,
+  ownerOf,
+  viewsOf,
+} from './gen-shared';
 import { Histogram } from './histogram';
-import { KIND_DATA, KIND_WARM, NEWLINE, SEP_OFFSET, SEPARATOR, readSeq, readSid, readTime, stamp, template, timeDigits, wellFormed } from './message';
+import {
+  KIND_DATA,
+  KIND_WARM,
+  NEWLINE,
+  SEP_OFFSET,
+  SEPARATOR,
+  readSeq,
+  readSid,
+  readTime,
+  stamp,
+  template,
+  timeDigits,
+  wellFormed,
+} from './message';
 import { type FrameSink, type Role, afterNick, protocolNamed } from './protocols';
 
 const init = workerData as WorkerInit;
@@ -38,7 +59,14 @@ const suffixed = protocol.deliverySuffixBytes > 0;
 const pPrefix = protocol.publishPrefix(size);
 const pubLen = pPrefix.length + size + protocol.publishSuffix.length;
 /** One write carries at most this many messages. */
-const perWrite = Math.max(1, Math.min(cfg.window > 0 ? cfg.window : Infinity, cfg.batch > 0 ? cfg.batch : Infinity, Math.floor((256 * 1024) / pubLen)));
+const perWrite = Math.max(
+  1,
+  Math.min(
+    cfg.window > 0 ? cfg.window : Infinity,
+    cfg.batch > 0 ? cfg.batch : Infinity,
+    Math.floor((256 * 1024) / pubLen),
+  ),
+);
 const CARRY_BYTES = Math.max(4096, 2 * (frameLen + 128));
 const readBuffer = Buffer.allocUnsafe(128 * 1024);
 
@@ -119,7 +147,9 @@ class Conn implements FrameSink {
   payload(buf: Buffer, at: number, length: number): void {
     if (length !== size || !wellFormed(buf, at, size)) {
       malformedCount += 1;
-      noteError(`malformed payload of ${length} bytes: ${JSON.stringify(buf.toString('latin1', at, at + Math.min(length, 40)))}`);
+      noteError(
+        `malformed payload of ${length} bytes: ${JSON.stringify(buf.toString('latin1', at, at + Math.min(length, 40)))}`,
+      );
       return;
     }
     if (buf[at] === KIND_WARM) this.markWarm();
@@ -451,7 +481,11 @@ function pump(): void {
   }
 }
 
-type WaitAsync = (array: Int32Array, index: number, value: number) => { async: boolean; value: Promise<string> | string };
+type WaitAsync = (
+  array: Int32Array,
+  index: number,
+  value: number,
+) => { async: boolean; value: Promise<string> | string };
 const waitAsync = (Atomics as unknown as { waitAsync: WaitAsync }).waitAsync;
 
 /** Waits for other workers' progress that may unblock our senders. */

@@ -88,7 +88,8 @@ export function parseGenArgs(argv: string[]): GenConfig {
   });
   const int = (name: string, text: string | undefined, min: number): number => {
     const value = Number(text);
-    if (!Number.isInteger(value) || value < min) throw new RangeError(`--${name} must be an integer >= ${min}; got ${text}`);
+    if (!Number.isInteger(value) || value < min)
+      throw new RangeError(`--${name} must be an integer >= ${min}; got ${text}`);
     return value;
   };
   const num = (name: string, text: string | undefined): number => {
@@ -118,7 +119,10 @@ export function parseGenArgs(argv: string[]): GenConfig {
     durationMs: num('duration', values.duration) * 1000,
     idleTimeoutMs: num('idle-timeout', values['idle-timeout']) * 1000,
     // Slow accepters (a listen backlog of 10) need tens of seconds for a thousand connections.
-    setupTimeoutMs: values['setup-timeout'] === undefined ? 60_000 + receivers * 10 : num('setup-timeout', values['setup-timeout']) * 1000,
+    setupTimeoutMs:
+      values['setup-timeout'] === undefined
+        ? 60_000 + receivers * 10
+        : num('setup-timeout', values['setup-timeout']) * 1000,
     holdMs: num('hold', values.hold) * 1000,
     serverPid: int('server-pid', values['server-pid'], 0),
     stripPrefix: values['strip-prefix'] ?? false,
@@ -164,7 +168,10 @@ class Workers {
   all(type: WorkerMessage['type'], timeoutMs: number): Promise<void> {
     return new Promise<void>((resolve, reject) => {
       if (this.fatal !== null) return reject(new Error(this.fatal));
-      const timer = setTimeout(() => reject(new Error(`timed out after ${timeoutMs} ms waiting for workers: ${type}`)), timeoutMs);
+      const timer = setTimeout(
+        () => reject(new Error(`timed out after ${timeoutMs} ms waiting for workers: ${type}`)),
+        timeoutMs,
+      );
       this.onFatal = (message) => {
         clearTimeout(timer);
         reject(new Error(message));
@@ -241,7 +248,9 @@ export async function generate(config: GenConfig): Promise<GenResult> {
     while (sum(shared.warm) < wantWarm) {
       if (workers.fatal !== null) throw new Error(workers.fatal);
       if (Date.now() > setupDeadline) {
-        throw new Error(`setup timeout: ${wantWarm - sum(shared.warm)} of ${wantWarm} receivers got no warm-up message within ${config.setupTimeoutMs / 1000} s`);
+        throw new Error(
+          `setup timeout: ${wantWarm - sum(shared.warm)} of ${wantWarm} receivers got no warm-up message within ${config.setupTimeoutMs / 1000} s`,
+        );
       }
       await sleep(10);
     }
@@ -336,7 +345,8 @@ export async function generate(config: GenConfig): Promise<GenResult> {
   }
   // A gap moves a receiver past the missing message: count what never arrived from the totals too.
   if (measured !== null) lost = Math.max(lost, measured.deliveries_expected - measured.deliveries);
-  const ok = errors.length === 0 && lost === 0 && gaps === 0 && backsteps === 0 && malformed === 0 && serverClosed === 0;
+  const ok =
+    errors.length === 0 && lost === 0 && gaps === 0 && backsteps === 0 && malformed === 0 && serverClosed === 0;
   const m = measured ?? NOT_MEASURED;
   // Key order of the JSON line: the run's totals and times first, then the checks.
   return {

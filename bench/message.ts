@@ -76,7 +76,9 @@ export function stamp(buf: Uint8Array, at: number, seq: number, time: Uint8Array
 /** True when the `size` bytes at `at` have the shape of a message (kind, separator, newline). */
 export function wellFormed(buf: Uint8Array, at: number, size: number): boolean {
   const kind = buf[at];
-  return (kind === KIND_DATA || kind === KIND_WARM) && buf[at + SEP_OFFSET] === SEPARATOR && buf[at + size - 1] === NEWLINE;
+  return (
+    (kind === KIND_DATA || kind === KIND_WARM) && buf[at + SEP_OFFSET] === SEPARATOR && buf[at + size - 1] === NEWLINE
+  );
 }
 
 export function readSid(buf: Uint8Array, at: number): number {
@@ -97,7 +99,15 @@ export function readSeq(buf: Uint8Array, at: number): number {
 
 export function readTime(buf: Uint8Array, at: number): number {
   const t = at + TS_OFFSET;
-  const high = (buf[t] - DIGIT_BASE) * 262144 + (buf[t + 1] - DIGIT_BASE) * 4096 + (buf[t + 2] - DIGIT_BASE) * 64 + (buf[t + 3] - DIGIT_BASE);
-  const low = (buf[t + 4] - DIGIT_BASE) * 262144 + (buf[t + 5] - DIGIT_BASE) * 4096 + (buf[t + 6] - DIGIT_BASE) * 64 + (buf[t + 7] - DIGIT_BASE);
+  const high =
+    (buf[t] - DIGIT_BASE) * 262144 +
+    (buf[t + 1] - DIGIT_BASE) * 4096 +
+    (buf[t + 2] - DIGIT_BASE) * 64 +
+    (buf[t + 3] - DIGIT_BASE);
+  const low =
+    (buf[t + 4] - DIGIT_BASE) * 262144 +
+    (buf[t + 5] - DIGIT_BASE) * 4096 +
+    (buf[t + 6] - DIGIT_BASE) * 64 +
+    (buf[t + 7] - DIGIT_BASE);
   return high * 16777216 + low;
 }

@@ -43,7 +43,13 @@ function missing(command: string, packageName: string): string | null {
   return commandPath(command) === null ? `${command} not installed (apt-get install ${packageName})` : null;
 }
 
-function nodeScript(name: string, description: string, file: string, extra: string[] = [], options: Partial<PeerSpec> = {}): PeerSpec {
+function nodeScript(
+  name: string,
+  description: string,
+  file: string,
+  extra: string[] = [],
+  options: Partial<PeerSpec> = {},
+): PeerSpec {
   return {
     name,
     proto: 'line',
@@ -53,19 +59,29 @@ function nodeScript(name: string, description: string, file: string, extra: stri
     slowAccept: null,
     ...options,
     unavailable: () => (existsSync(file) ? null : `${file} missing (npm run build)`),
-    command: (port) => ({ file: process.execPath, args: [file, '--host', '127.0.0.1', '--port', String(port), ...extra] }),
+    command: (port) => ({
+      file: process.execPath,
+      args: [file, '--host', '127.0.0.1', '--port', String(port), ...extra],
+    }),
   };
 }
 
 /** The Tcllib multiplexer, unmodified: create, Init on the port, serve forever. */
-const TCL_SCRIPT = 'package require multiplexer\nset mp [multiplexer::create]\n${mp}::Init [lindex $argv 0]\nvwait forever\n';
+const TCL_SCRIPT =
+  'package require multiplexer\nset mp [multiplexer::create]\n${mp}::Init [lindex $argv 0]\nvwait forever\n';
 
 export const BUILTIN_PEERS: readonly PeerSpec[] = [
   nodeScript('naive', 'naive Node loop: one write per chunk per receiver', server('naive')),
   nodeScript('corked', 'naive loop + per-turn cork/uncork + TCP_NODELAY, no features', server('corked')),
   nodeScript('mux', 'this project: CLI, raw framing, all features on', CLI),
   nodeScript('mux-line', 'this project: CLI, --framing line, no filter', CLI, ['--framing', 'line'], { allOnly: true }),
-  nodeScript('mux-nick', 'this project: line framing + a filter prefixing `nick: ` to every line', server('mux-nick'), [], { allOnly: true, stripPrefix: true }),
+  nodeScript(
+    'mux-nick',
+    'this project: line framing + a filter prefixing `nick: ` to every line',
+    server('mux-nick'),
+    [],
+    { allOnly: true, stripPrefix: true },
+  ),
   {
     name: 'tcl',
     proto: 'line',
@@ -105,7 +121,20 @@ export const BUILTIN_PEERS: readonly PeerSpec[] = [
     unavailable: () => missing('redis-server', 'redis-server'),
     command: (port) => ({
       file: 'redis-server',
-      args: ['--port', String(port), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no', '--loglevel', 'warning', '--maxclients', '20000'],
+      args: [
+        '--port',
+        String(port),
+        '--bind',
+        '127.0.0.1',
+        '--save',
+        '',
+        '--appendonly',
+        'no',
+        '--loglevel',
+        'warning',
+        '--maxclients',
+        '20000',
+      ],
     }),
   },
   {
@@ -131,7 +160,10 @@ export function extraPeers(text: string | undefined): PeerSpec[] {
       const eq = entry.indexOf('=');
       if (eq <= 0) throw new RangeError(`BENCH_EXTRA_PEERS entry must be name=command: ${entry}`);
       const name = entry.slice(0, eq).trim();
-      const words = entry.slice(eq + 1).trim().split(/\s+/);
+      const words = entry
+        .slice(eq + 1)
+        .trim()
+        .split(/\s+/);
       return {
         name,
         proto: 'line' as const,
@@ -140,7 +172,10 @@ export function extraPeers(text: string | undefined): PeerSpec[] {
         stripPrefix: false,
         slowAccept: null,
         unavailable: () => (commandPath(words[0]) === null ? `${words[0]} not found` : null),
-        command: (port: number) => ({ file: words[0], args: words.slice(1).map((word) => word.replace('{port}', String(port))) }),
+        command: (port: number) => ({
+          file: words[0],
+          args: words.slice(1).map((word) => word.replace('{port}', String(port))),
+        }),
       };
     });
 }

@@ -212,7 +212,8 @@ export const natsProtocol: Protocol = {
     if (op === 'PING') sink.ping();
     else if (op === 'PONG') sink.ready();
     else if (op === '-ERR') sink.malformed(`nats error: ${buf.toString('latin1', off, lineEnd)}`);
-    else if (op !== '+OK' && op !== 'INFO') sink.malformed(`unexpected NATS line: ${buf.toString('latin1', off, Math.min(lineEnd, off + 40))}`);
+    else if (op !== '+OK' && op !== 'INFO')
+      sink.malformed(`unexpected NATS line: ${buf.toString('latin1', off, Math.min(lineEnd, off + 40))}`);
     return nl + 1 - off;
   },
 };

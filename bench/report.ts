@@ -20,7 +20,9 @@ export interface ReportMeta {
 }
 
 const fmt = (x: number | null | undefined, digits = 0): string =>
-  x == null || !Number.isFinite(x) ? '-' : x.toLocaleString('en-US', { minimumFractionDigits: digits, maximumFractionDigits: digits });
+  x == null || !Number.isFinite(x)
+    ? '-'
+    : x.toLocaleString('en-US', { minimumFractionDigits: digits, maximumFractionDigits: digits });
 
 function rateText(x: number | null | undefined): string {
   if (x == null) return '-';
@@ -29,14 +31,25 @@ function rateText(x: number | null | undefined): string {
   return x.toFixed(0);
 }
 
-function ordered(summaries: readonly Summary[], kinds: readonly Summary['kind'][], peers: readonly string[]): Summary[] {
+function ordered(
+  summaries: readonly Summary[],
+  kinds: readonly Summary['kind'][],
+  peers: readonly string[],
+): Summary[] {
   const caseOrder = casesOf(summaries);
   return summaries
     .filter((s) => kinds.includes(s.kind))
-    .sort((a, b) => caseOrder.indexOf(a.case) - caseOrder.indexOf(b.case) || peers.indexOf(a.peer) - peers.indexOf(b.peer));
+    .sort(
+      (a, b) => caseOrder.indexOf(a.case) - caseOrder.indexOf(b.case) || peers.indexOf(a.peer) - peers.indexOf(b.peer),
+    );
 }
 
-export function markdown(meta: ReportMeta, summaries: readonly Summary[], targets: readonly TargetCheck[], records: readonly RunRecord[]): string {
+export function markdown(
+  meta: ReportMeta,
+  summaries: readonly Summary[],
+  targets: readonly TargetCheck[],
+  records: readonly RunRecord[],
+): string {
   const peers = meta.ran.map((p) => p.name);
   const lines: string[] = [];
   lines.push('# Fan-out benchmark', '');
@@ -47,10 +60,14 @@ export function markdown(meta: ReportMeta, summaries: readonly Summary[], target
     '',
   );
   lines.push(`Peers run: ${meta.ran.map((p) => `**${p.name}** (${p.description})`).join('; ')}.`, '');
-  if (meta.skipped.length > 0) lines.push(`Peers skipped: ${meta.skipped.map((p) => `**${p.name}**: ${p.reason}`).join('; ')}.`, '');
+  if (meta.skipped.length > 0)
+    lines.push(`Peers skipped: ${meta.skipped.map((p) => `**${p.name}**: ${p.reason}`).join('; ')}.`, '');
   else lines.push('Peers skipped: none.', '');
   for (const c of meta.cut) {
-    lines.push(`Cases skipped for **${c.name}**, which ${c.reason}: ${c.skipped.join(', ')} (BENCH_SLOW_PEERS=1 runs them).`, '');
+    lines.push(
+      `Cases skipped for **${c.name}**, which ${c.reason}: ${c.skipped.join(', ')} (BENCH_SLOW_PEERS=1 runs them).`,
+      '',
+    );
   }
 
   const throughput = ordered(summaries, ['dedicated', 'all', 'paced'], peers);
@@ -60,7 +77,9 @@ export function markdown(meta: ReportMeta, summaries: readonly Summary[], target
       'Medians over clean runs. `d:N:B`: one sender to N receivers, B-byte lines, window 32 KiB; `all:N:B`: N clients all sending (window 8, one message per turn) and all receiving; `paced:N:B`: one sender at 1,000 msgs/s. Cores: CPU seconds per second of run (server; generator = all its threads).',
       '',
     );
-    lines.push('| case | peer | runs (bad) | deliveries/s | spread | vs naive | MB/s | p50 µs | p99 µs | server CPU s / M deliveries | server cores | gen cores |');
+    lines.push(
+      '| case | peer | runs (bad) | deliveries/s | spread | vs naive | MB/s | p50 µs | p99 µs | server CPU s / M deliveries | server cores | gen cores |',
+    );
     lines.push('|---|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|');
     for (const s of throughput) {
       const naive = find(summaries, s.case, 'naive')?.deliveriesPerS;
@@ -70,7 +89,9 @@ export function markdown(meta: ReportMeta, summaries: readonly Summary[], target
       );
     }
     lines.push('');
-    const saturated = throughput.filter((s) => s.genCores !== null && s.serverCores !== null && s.genCores + s.serverCores >= meta.cpus * 0.85);
+    const saturated = throughput.filter(
+      (s) => s.genCores !== null && s.serverCores !== null && s.genCores + s.serverCores >= meta.cpus * 0.85,
+    );
     const genBound = throughput.filter((s) => s.genCores !== null && s.genCores >= 0.9);
     lines.push(
       `Machine saturated (server + generator ≥ 85% of ${meta.cpus} cores) in ${saturated.length} of ${throughput.length} rows` +
@@ -85,21 +106,32 @@ export function markdown(meta: ReportMeta, summaries: readonly Summary[], target
   const mem = ordered(summaries, ['mem'], peers);
   if (mem.length > 0) {
     lines.push('## Memory per idle connection', '');
-    lines.push('Server RSS with N idle connections (N-1 subscribed receivers and one sender; one warm-up message went through) minus RSS before they connected, divided by N. User space only: kernel socket buffers are not in RSS.', '');
+    lines.push(
+      'Server RSS with N idle connections (N-1 subscribed receivers and one sender; one warm-up message went through) minus RSS before they connected, divided by N. User space only: kernel socket buffers are not in RSS.',
+      '',
+    );
     lines.push('| case | peer | runs (bad) | RSS before KiB | RSS with clients KiB | bytes / connection |');
     lines.push('|---|---|---|---:|---:|---:|');
-    for (const s of mem) lines.push(`| ${s.case} | ${s.peer} | ${s.runs} (${s.bad}) | ${fmt(s.rss0Kb)} | ${fmt(s.rssKb)} | ${fmt(s.bytesPerConn)} |`);
+    for (const s of mem)
+      lines.push(
+        `| ${s.case} | ${s.peer} | ${s.runs} (${s.bad}) | ${fmt(s.rss0Kb)} | ${fmt(s.rssKb)} | ${fmt(s.bytesPerConn)} |`,
+      );
     lines.push('');
   }
 
   const hold = ordered(summaries, ['hold'], peers);
   if (hold.length > 0) {
     lines.push('## Many concurrent clients', '');
-    lines.push('N receivers connected at once, then one sender broadcasts for the run; clean = every receiver got every message in order.', '');
+    lines.push(
+      'N receivers connected at once, then one sender broadcasts for the run; clean = every receiver got every message in order.',
+      '',
+    );
     lines.push('| case | peer | runs (bad) | connect + warm-up s | deliveries/s | p99 µs | server RSS MiB |');
     lines.push('|---|---|---|---:|---:|---:|---:|');
     for (const s of hold) {
-      lines.push(`| ${s.case} | ${s.peer} | ${s.runs} (${s.bad}) | ${fmt(s.setupS, 1)} | ${rateText(s.deliveriesPerS)} | ${fmt(s.p99Us)} | ${fmt(s.rssKb === null ? null : s.rssKb / 1024, 1)} |`);
+      lines.push(
+        `| ${s.case} | ${s.peer} | ${s.runs} (${s.bad}) | ${fmt(s.setupS, 1)} | ${rateText(s.deliveriesPerS)} | ${fmt(s.p99Us)} | ${fmt(s.rssKb === null ? null : s.rssKb / 1024, 1)} |`,
+      );
     }
     lines.push('');
   }
@@ -120,10 +152,19 @@ export function markdown(meta: ReportMeta, summaries: readonly Summary[], target
   if (bad.length === 0) lines.push('None: every delivery of every run arrived once and in order.', '');
   else {
     for (const r of bad) {
-      const what = [`rc ${r.rc}`, r.lost ? `lost ${r.lost}` : '', r.gaps ? `gaps ${r.gaps}` : '', r.backsteps ? `backsteps ${r.backsteps}` : '', r.malformed ? `malformed ${r.malformed}` : '', r.server_closed ? `closed by server ${r.server_closed}` : '']
+      const what = [
+        `rc ${r.rc}`,
+        r.lost ? `lost ${r.lost}` : '',
+        r.gaps ? `gaps ${r.gaps}` : '',
+        r.backsteps ? `backsteps ${r.backsteps}` : '',
+        r.malformed ? `malformed ${r.malformed}` : '',
+        r.server_closed ? `closed by server ${r.server_closed}` : '',
+      ]
         .filter((x) => x !== '')
         .join(', ');
-      lines.push(`- ${r.case} ${r.peer} rep ${r.rep}: ${what}${r.errors.length > 0 ? ` — ${r.errors.slice(0, 2).join(' | ').replace(/\|/g, '/')}` : ''}`);
+      lines.push(
+        `- ${r.case} ${r.peer} rep ${r.rep}: ${what}${r.errors.length > 0 ? ` — ${r.errors.slice(0, 2).join(' | ').replace(/\|/g, '/')}` : ''}`,
+      );
     }
     lines.push('');
   }
@@ -132,7 +173,8 @@ export function markdown(meta: ReportMeta, summaries: readonly Summary[], target
 
 // ------------------------------------------------------------------ SVG
 
-const esc = (text: string): string => text.replace(/&/g, '&amp;').replace(/</g, '&lt;').replace(/>/g, '&gt;').replace(/"/g, '&quot;');
+const esc = (text: string): string =>
+  text.replace(/&/g, '&amp;').replace(/</g, '&lt;').replace(/>/g, '&gt;').replace(/"/g, '&quot;');
 
 function colorOf(peer: string): string {
   if (peer === 'mux') return '#c0392b';
@@ -154,12 +196,26 @@ export function svg(meta: ReportMeta, summaries: readonly Summary[]): string {
     const rows = summaries.filter((s) => s.case === c).sort((a, b) => peers.indexOf(a.peer) - peers.indexOf(b.peer));
     const kind = rows[0].kind;
     if (kind === 'paced') {
-      panels.push({ title: `${c}: p99 latency, µs (lower is better)`, bars: rows.map((s) => ({ peer: s.peer, value: s.p99Us, label: fmt(s.p99Us) })) });
+      panels.push({
+        title: `${c}: p99 latency, µs (lower is better)`,
+        bars: rows.map((s) => ({ peer: s.peer, value: s.p99Us, label: fmt(s.p99Us) })),
+      });
     } else if (kind === 'mem') {
-      panels.push({ title: `${c}: server bytes per idle connection (lower is better)`, bars: rows.map((s) => ({ peer: s.peer, value: s.bytesPerConn === null ? null : Math.max(0, s.bytesPerConn), label: fmt(s.bytesPerConn) })) });
+      panels.push({
+        title: `${c}: server bytes per idle connection (lower is better)`,
+        bars: rows.map((s) => ({
+          peer: s.peer,
+          value: s.bytesPerConn === null ? null : Math.max(0, s.bytesPerConn),
+          label: fmt(s.bytesPerConn),
+        })),
+      });
     } else {
-      const title = kind === 'hold' ? `${c}: deliveries/s with every client connected` : `${c}: deliveries/s (higher is better)`;
-      panels.push({ title, bars: rows.map((s) => ({ peer: s.peer, value: s.deliveriesPerS, label: rateText(s.deliveriesPerS) })) });
+      const title =
+        kind === 'hold' ? `${c}: deliveries/s with every client connected` : `${c}: deliveries/s (higher is better)`;
+      panels.push({
+        title,
+        bars: rows.map((s) => ({ peer: s.peer, value: s.deliveriesPerS, label: rateText(s.deliveriesPerS) })),
+      });
     }
   }
   const width = 900;
@@ -171,7 +227,9 @@ export function svg(meta: ReportMeta, summaries: readonly Summary[]): string {
   const panelGap = 14;
   let y = 34;
   const parts: string[] = [];
-  parts.push(`<text x="10" y="20" font-size="14" font-weight="bold">Fan-out benchmark · ${esc(meta.date)} · ${meta.cpus} cores · medians of ${meta.reps} run(s) × ${meta.durationS} s</text>`);
+  parts.push(
+    `<text x="10" y="20" font-size="14" font-weight="bold">Fan-out benchmark · ${esc(meta.date)} · ${meta.cpus} cores · medians of ${meta.reps} run(s) × ${meta.durationS} s</text>`,
+  );
   for (const panel of panels) {
     parts.push(`<text x="10" y="${y + 14}" font-size="12" font-weight="bold">${esc(panel.title)}</text>`);
     y += titleH;

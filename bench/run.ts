@@ -12,7 +12,15 @@ import { cpus, loadavg, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { exited, installCleanup, spawnTracked } from './children';
-import { type BenchCase, DEFAULT_CASES, SLOW_ACCEPT_CONNECTIONS, connectionsOf, generatorArgs, isThroughput, parseCases } from './cases';
+import {
+  type BenchCase,
+  DEFAULT_CASES,
+  SLOW_ACCEPT_CONNECTIONS,
+  connectionsOf,
+  generatorArgs,
+  isThroughput,
+  parseCases,
+} from './cases';
 import { defaultWorkers } from './gen-shared';
 import { type GenResult, failedResult, parseGenArgs } from './generator';
 import { BUILTIN_PEERS, type PeerSpec, type RunningPeer, extraPeers, startPeer } from './peers';
@@ -40,17 +48,20 @@ function readSettings(env: NodeJS.ProcessEnv): Settings {
     const text = env[name];
     if (text === undefined || text === '') return fallback;
     const value = Number(text);
-    if (!Number.isInteger(value) || value < min) throw new RangeError(`${name} must be an integer >= ${min}; got ${text}`);
+    if (!Number.isInteger(value) || value < min)
+      throw new RangeError(`${name} must be an integer >= ${min}; got ${text}`);
     return value;
   };
   const durationText = env.BENCH_DURATION ?? '3';
   const durationS = Number(durationText);
-  if (!Number.isFinite(durationS) || durationS <= 0) throw new RangeError(`BENCH_DURATION must be seconds > 0; got ${durationText}`);
+  if (!Number.isFinite(durationS) || durationS <= 0)
+    throw new RangeError(`BENCH_DURATION must be seconds > 0; got ${durationText}`);
   const peersText = env.BENCH_PEERS?.trim();
   const portBase = int('BENCH_PORT_BASE', 21000, 1024);
   if (portBase + 300 > 65535) throw new RangeError('BENCH_PORT_BASE too high: the bench uses 300 ports from it');
   for (const reserved of RESERVED_PORTS) {
-    if (reserved >= portBase && reserved < portBase + 300) throw new RangeError(`BENCH_PORT_BASE: the range would include port ${reserved}, which is in use`);
+    if (reserved >= portBase && reserved < portBase + 300)
+      throw new RangeError(`BENCH_PORT_BASE: the range would include port ${reserved}, which is in use`);
   }
   return {
     reps: int('BENCH_REPS', 3, 1),
@@ -99,7 +110,8 @@ class Bench {
 
   /** Whether `spec` runs `benchCase`: slow accepters skip cases with many connections. */
   runs(spec: PeerSpec, benchCase: BenchCase): boolean {
-    if (spec.slowAccept === null || this.settings.slowPeers || connectionsOf(benchCase) <= SLOW_ACCEPT_CONNECTIONS) return true;
+    if (spec.slowAccept === null || this.settings.slowPeers || connectionsOf(benchCase) <= SLOW_ACCEPT_CONNECTIONS)
+      return true;
     let entry = this.cut.get(spec.name);
     if (entry === undefined) {
       entry = { reason: spec.slowAccept, skipped: new Set() };
@@ -113,16 +125,24 @@ class Bench {
   async measure(peer: RunningPeer, benchCase: BenchCase, rep: number, rss0: number): Promise<RunRecord> {
     const { settings } = this;
     const args = [
-      '--host', '127.0.0.1',
-      '--port', String(peer.port),
-      '--proto', peer.spec.proto,
-      '--server-pid', String(peer.pid),
-      '--workers', String(settings.workers),
-      '--tag', peer.spec.name,
+      '--host',
+      '127.0.0.1',
+      '--port',
+      String(peer.port),
+      '--proto',
+      peer.spec.proto,
+      '--server-pid',
+      String(peer.pid),
+      '--workers',
+      String(settings.workers),
+      '--tag',
+      peer.spec.name,
       ...generatorArgs(benchCase, settings.durationS),
       ...(peer.spec.stripPrefix ? ['--strip-prefix'] : []),
     ];
-    const child = spawnTracked(process.execPath, [join(__dirname, 'generator.js'), ...args], { stdio: ['ignore', 'pipe', 'pipe'] });
+    const child = spawnTracked(process.execPath, [join(__dirname, 'generator.js'), ...args], {
+      stdio: ['ignore', 'pipe', 'pipe'],
+    });
     let stdout = '';
     let stderr = '';
     child.stdout?.on('data', (chunk: Buffer) => (stdout += chunk.toString()));
@@ -132,14 +152,18 @@ class Bench {
     const timer = setTimeout(() => child.kill('SIGKILL'), limitMs);
     await exited(child);
     clearTimeout(timer);
-    if (stderr.trim() !== '') writeFileSync(this.generatorLog, `--- ${benchCase.name} ${peer.spec.name} rep ${rep}\n${stderr}`, { flag: 'a' });
+    if (stderr.trim() !== '')
+      writeFileSync(this.generatorLog, `--- ${benchCase.name} ${peer.spec.name} rep ${rep}\n${stderr}`, { flag: 'a' });
     const rc = child.exitCode;
     let result: GenResult;
     const last = stdout.trim().split('\n').pop() ?? '';
     try {
       result = JSON.parse(last) as GenResult;
     } catch {
-      const why = rc === null ? `generator killed after ${Math.round(limitMs / 1000)} s` : `generator exited ${rc} without a result`;
+      const why =
+        rc === null
+          ? `generator killed after ${Math.round(limitMs / 1000)} s`
+          : `generator exited ${rc} without a result`;
       const tail = stderr.trim().split('\n').slice(-2).join(' / ');
       result = failedResult(parseGenArgs(args), [why, ...(tail ? [tail] : [])], -1, 0);
     }
@@ -156,9 +180,13 @@ class Bench {
       rc,
       ...result,
       ok: result.ok && rc === 0,
-      cpu_s_per_m: result.server_cpu_s >= 0 && result.deliveries > 0 ? (result.server_cpu_s / result.deliveries) * 1e6 : -1,
+      cpu_s_per_m:
+        result.server_cpu_s >= 0 && result.deliveries > 0 ? (result.server_cpu_s / result.deliveries) * 1e6 : -1,
       rss0_kb: rss0,
-      bytes_per_conn: connections > 0 && rss0 > 0 && result.server_rss_kb > 0 ? Math.round(((result.server_rss_kb - rss0) * 1024) / connections) : -1,
+      bytes_per_conn:
+        connections > 0 && rss0 > 0 && result.server_rss_kb > 0
+          ? Math.round(((result.server_rss_kb - rss0) * 1024) / connections)
+          : -1,
     };
     this.add(record);
     return record;
@@ -167,7 +195,10 @@ class Bench {
   add(record: RunRecord): void {
     this.records.push(record);
     this.jsonl.write(`${JSON.stringify(record)}\n`);
-    const rate = record.deliveries_per_s >= 1e6 ? `${(record.deliveries_per_s / 1e6).toFixed(2)} M/s` : `${(record.deliveries_per_s / 1e3).toFixed(1)} k/s`;
+    const rate =
+      record.deliveries_per_s >= 1e6
+        ? `${(record.deliveries_per_s / 1e6).toFixed(2)} M/s`
+        : `${(record.deliveries_per_s / 1e3).toFixed(1)} k/s`;
     const cores = (x: number): string => (record.elapsed_s > 0 && x >= 0 ? (x / record.elapsed_s).toFixed(2) : '-');
     const extra = record.kind === 'mem' ? ` ${record.bytes_per_conn} B/conn` : '';
     process.stderr.write(
@@ -191,7 +222,11 @@ class Bench {
   }
 
   /** Throughput cases: one long-running server per peer, runs interleaved. */
-  async throughput(specs: readonly PeerSpec[], cases: readonly BenchCase[], skipped: { name: string; reason: string }[]): Promise<PeerSpec[]> {
+  async throughput(
+    specs: readonly PeerSpec[],
+    cases: readonly BenchCase[],
+    skipped: { name: string; reason: string }[],
+  ): Promise<PeerSpec[]> {
     const running: RunningPeer[] = [];
     for (const [i, spec] of specs.entries()) {
       try {
@@ -204,7 +239,9 @@ class Bench {
       await sleep(500);
       for (let rep = 1; rep <= this.settings.reps; rep += 1) {
         for (const benchCase of cases) {
-          const peers = running.filter((p) => (!p.spec.allOnly || benchCase.kind === 'all') && this.runs(p.spec, benchCase));
+          const peers = running.filter(
+            (p) => (!p.spec.allOnly || benchCase.kind === 'all') && this.runs(p.spec, benchCase),
+          );
           for (const peer of rotate(peers, rep - 1)) {
             if (!peer.alive) {
               this.deadPeer(peer.spec, benchCase, rep, serverExited(peer));
@@ -267,7 +304,10 @@ async function main(): Promise<number> {
   const all = [...BUILTIN_PEERS, ...extraPeers(process.env.BENCH_EXTRA_PEERS)];
   const wanted = settings.peers ?? all.map((p) => p.name);
   const unknown = wanted.filter((name) => !all.some((p) => p.name === name));
-  if (unknown.length > 0) throw new RangeError(`BENCH_PEERS: unknown peer(s) ${unknown.join(', ')}; known: ${all.map((p) => p.name).join(', ')}`);
+  if (unknown.length > 0)
+    throw new RangeError(
+      `BENCH_PEERS: unknown peer(s) ${unknown.join(', ')}; known: ${all.map((p) => p.name).join(', ')}`,
+    );
   const skipped: { name: string; reason: string }[] = [];
   const available: PeerSpec[] = [];
   for (const spec of all) {
@@ -288,7 +328,10 @@ async function main(): Promise<number> {
       `bench: peers ${available.map((p) => p.name).join(' ')}${skipped.length > 0 ? `; skipped ${skipped.map((s) => `${s.name} (${s.reason})`).join(', ')}` : ''}\n` +
       `bench: logs in ${workDir}\n`,
   );
-  if (load[0] > cpus().length * 0.5) process.stderr.write(`bench: warning: load average ${load[0].toFixed(2)} on ${cpus().length} cores: figures will be noisy\n`);
+  if (load[0] > cpus().length * 0.5)
+    process.stderr.write(
+      `bench: warning: load average ${load[0].toFixed(2)} on ${cpus().length} cores: figures will be noisy\n`,
+    );
 
   const bench = new Bench(settings, workDir, resultsDir);
   let ran: PeerSpec[] = available;
@@ -324,7 +367,9 @@ async function main(): Promise<number> {
   writeFileSync(join(resultsDir, 'latest.md'), md);
   writeFileSync(join(resultsDir, 'latest.svg'), svg(meta, summaries));
   process.stdout.write(`${md}\n`);
-  process.stderr.write(`bench: wrote bench/results/latest.md, latest.svg, latest.jsonl in ${Math.round(meta.wallS)} s\n`);
+  process.stderr.write(
+    `bench: wrote bench/results/latest.md, latest.svg, latest.jsonl in ${Math.round(meta.wallS)} s\n`,
+  );
   const projectBad = bench.records.filter((r) => !r.ok && r.peer.startsWith('mux'));
   if (projectBad.length > 0) {
     process.stderr.write(`bench: ${projectBad.length} run(s) of the project's server were not clean\n`);
@@ -334,7 +379,16 @@ async function main(): Promise<number> {
 }
 
 function commandLine(): string {
-  const knobs = ['BENCH_REPS', 'BENCH_DURATION', 'BENCH_CASES', 'BENCH_PEERS', 'BENCH_WORKERS', 'BENCH_HOLD_REPS', 'BENCH_SLOW_PEERS', 'BENCH_EXTRA_PEERS']
+  const knobs = [
+    'BENCH_REPS',
+    'BENCH_DURATION',
+    'BENCH_CASES',
+    'BENCH_PEERS',
+    'BENCH_WORKERS',
+    'BENCH_HOLD_REPS',
+    'BENCH_SLOW_PEERS',
+    'BENCH_EXTRA_PEERS',
+  ]
     .filter((name) => process.env[name] !== undefined && process.env[name] !== '')
     .map((name) => `${name}=${JSON.stringify(process.env[name])}`);
   return [...knobs, 'npm run bench'].join(' ');
@@ -343,7 +397,7 @@ function commandLine(): string {
 main().then(
   (code) => process.exit(code),
   (error: unknown) => {
-    process.stderr.write(`bench: ${error instanceof Error ? error.stack ?? error.message : String(error)}\n`);
+    process.stderr.write(`bench: ${error instanceof Error ? (error.stack ?? error.message) : String(error)}\n`);
     process.exit(2);
   },
 );

@@ -45,7 +45,18 @@ const SERVER_OPTIONS: MultiplexerOptions = {
   highWaterMark: 256 * 1024,
   debugLevel: 'error',
 };
-const CLI_FLAGS = ['--framing', 'line', '--max-message-bytes', String(MAX_MESSAGE_BYTES), '--max-queued-bytes', String(2 * MiB), '--high-water-mark', String(256 * 1024), '--debug-level', 'error'];
+const CLI_FLAGS = [
+  '--framing',
+  'line',
+  '--max-message-bytes',
+  String(MAX_MESSAGE_BYTES),
+  '--max-queued-bytes',
+  String(2 * MiB),
+  '--high-water-mark',
+  String(256 * 1024),
+  '--debug-level',
+  'error',
+];
 
 interface SoakConfig {
   readonly seconds: number;
@@ -94,7 +105,8 @@ async function serve(): Promise<void> {
   process.stdout.write(`multiplexer listening on 127.0.0.1:${address.port} (line framing)\n`);
   process.send?.({ type: 'listening', port: address.port } satisfies ServerMessage);
   process.on('message', (message: ServerCommand) => {
-    if (message.cmd === 'stats') process.send?.({ type: 'stats', id: message.id, stats: mux.stats() } satisfies ServerMessage);
+    if (message.cmd === 'stats')
+      process.send?.({ type: 'stats', id: message.id, stats: mux.stats() } satisfies ServerMessage);
   });
   const stop = (): void => {
     void mux.destroy({ timeout: 2_000 }).then(() => process.exit(0));
@@ -128,16 +140,21 @@ function fdCount(pid: number): number {
 
 function startServer(kind: 'fork' | 'cli'): Promise<ServerHandle> {
   if (kind === 'cli') {
-    const child = spawn(process.execPath, [join(__dirname, '..', 'lib', 'cli.js'), '--host', '127.0.0.1', '--port', '0', ...CLI_FLAGS], {
-      stdio: ['ignore', 'pipe', 'inherit'],
-    });
+    const child = spawn(
+      process.execPath,
+      [join(__dirname, '..', 'lib', 'cli.js'), '--host', '127.0.0.1', '--port', '0', ...CLI_FLAGS],
+      {
+        stdio: ['ignore', 'pipe', 'inherit'],
+      },
+    );
     return new Promise((resolve, reject) => {
       let out = '';
       child.once('exit', (code) => reject(new Error(`the CLI exited with ${code} before listening`)));
       child.stdout.setEncoding('utf8').on('data', (text: string) => {
         out += text;
         const match = /listening on .*:(\d+)/.exec(out);
-        if (match !== null && child.pid !== undefined) resolve({ child, pid: child.pid, port: Number(match[1]), stats: () => Promise.resolve(null) });
+        if (match !== null && child.pid !== undefined)
+          resolve({ child, pid: child.pid, port: Number(match[1]), stats: () => Promise.resolve(null) });
       });
     });
   }
@@ -217,7 +234,10 @@ class CheckingReceiver {
   closed = false;
   private partial = '';
 
-  constructor(readonly socket: net.Socket, senders: number) {
+  constructor(
+    readonly socket: net.Socket,
+    senders: number,
+  ) {
     this.lastSeq = Array.from({ length: senders }, () => -1);
     socket.setEncoding('latin1');
     socket.on('data', (text: string) => this.onText(text));
@@ -241,7 +261,8 @@ class CheckingReceiver {
       const match = /^B(\d+) (\d+) /.exec(line);
       const id = match === null ? -1 : Number(match[1]);
       const seq = match === null ? -1 : Number(match[2]);
-      if (match === null || !(id >= 0 && id < this.lastSeq.length)) return this.fail(`malformed line ${JSON.stringify(line.slice(0, 40))}`);
+      if (match === null || !(id >= 0 && id < this.lastSeq.length))
+        return this.fail(`malformed line ${JSON.stringify(line.slice(0, 40))}`);
       if (seq !== this.lastSeq[id] + 1) this.fail(`broadcaster ${id}: got ${seq} after ${this.lastSeq[id]}`);
       else if (line !== broadcastLine(id, seq)) this.fail(`broadcaster ${id}: line ${seq} corrupted`);
       else this.verified += 1;
@@ -309,7 +330,8 @@ async function soak(config: SoakConfig): Promise<number> {
   // Receivers first, then idle connections, then the broadcasters, each of which probes until every
   // receiver heard it: from then on every line it sends must reach every receiver.
   const receivers: CheckingReceiver[] = [];
-  for (let i = 0; i < config.receivers; i += 1) receivers.push(new CheckingReceiver(await connect(port), config.senders));
+  for (let i = 0; i < config.receivers; i += 1)
+    receivers.push(new CheckingReceiver(await connect(port), config.senders));
   const idle: net.Socket[] = [];
   let idleBytes = 0;
   for (let i = 0; i < config.idle; i += 50) {
@@ -452,7 +474,8 @@ async function soak(config: SoakConfig): Promise<number> {
   const activeSeconds = (Date.now() - start) / 1000;
 
   // Let the healthy receivers catch up, then check that each got every line of every broadcaster.
-  const complete = (): boolean => receivers.every((receiver) => receiver.lastSeq.every((seq, id) => seq === counters.sentLines[id] - 1));
+  const complete = (): boolean =>
+    receivers.every((receiver) => receiver.lastSeq.every((seq, id) => seq === counters.sentLines[id] - 1));
   for (let waited = 0; !complete() && waited < 15_000; waited += 100) await sleep(100);
   const stats = await server.stats();
   const idleOpen = idle.filter((socket) => !socket.destroyed).length;
@@ -484,20 +507,46 @@ async function soak(config: SoakConfig): Promise<number> {
           .join(', ') || 'none';
 
   const rows: Array<[string, string]> = [
-    ['duration', `${activeSeconds.toFixed(0)} s of load (${config.server === 'fork' ? 'forked server' : 'CLI'}, pid ${pid})`],
+    [
+      'duration',
+      `${activeSeconds.toFixed(0)} s of load (${config.server === 'fork' ? 'forked server' : 'CLI'}, pid ${pid})`,
+    ],
     ['peak server RSS', `${(peakRss / MiB).toFixed(1)} MiB (limit ${config.maxRssMiB} MiB)`],
-    ['broadcast lines sent', `${counters.sentLines.reduce((a, b) => a + b, 0)} (${(counters.sentBytes / MiB).toFixed(1)} MiB by ${config.senders} broadcasters)`],
+    [
+      'broadcast lines sent',
+      `${counters.sentLines.reduce((a, b) => a + b, 0)} (${(counters.sentBytes / MiB).toFixed(1)} MiB by ${config.senders} broadcasters)`,
+    ],
     ['deliveries verified', `${deliveries} of ${expectedDeliveries} expected (${config.receivers} receivers)`],
-    ['delivery errors', `${errors} (foreign lines ${foreign})${errors > 0 ? `: ${receivers.flatMap((receiver) => receiver.firstErrors).slice(0, 3).join('; ')}` : ''}`],
+    [
+      'delivery errors',
+      `${errors} (foreign lines ${foreign})${
+        errors > 0
+          ? `: ${receivers
+              .flatMap((receiver) => receiver.firstErrors)
+              .slice(0, 3)
+              .join('; ')}`
+          : ''
+      }`,
+    ],
     ['healthy receivers still connected', `${receiversOpen} of ${config.receivers}`],
-    ['idle connections still connected', `${idleOpen} of ${config.idle} (${(idleBytes / MiB).toFixed(1)} MiB received)`],
+    [
+      'idle connections still connected',
+      `${idleOpen} of ${config.idle} (${(idleBytes / MiB).toFixed(1)} MiB received)`,
+    ],
     ['stalled readers disconnected', `${counters.stallsDisconnected} of ${counters.stalls}`],
     [
       'over-long senders told / disconnected',
       `${counters.overlongTold} / ${counters.overlongDisconnected} of ${counters.overlong}` +
-        (counters.overlongTold < counters.overlong ? ` (not told, closed by: ${Object.entries(counters.overlongUntold).map(([how, n]) => `${how} ${n}`).join(', ')})` : ''),
+        (counters.overlongTold < counters.overlong
+          ? ` (not told, closed by: ${Object.entries(counters.overlongUntold)
+              .map(([how, n]) => `${how} ${n}`)
+              .join(', ')})`
+          : ''),
     ],
-    ['resets', `${counters.resets} (half lines delivered because the server saw EOF: ${Math.max(0, ...receivers.map((receiver) => receiver.kinds.resetPartial))})`],
+    [
+      'resets',
+      `${counters.resets} (half lines delivered because the server saw EOF: ${Math.max(0, ...receivers.map((receiver) => receiver.kinds.resetPartial))})`,
+    ],
     ['churn cycles', `${counters.churnCycles} (${counters.churnFailures} failed)`],
     ['server messages in / out', stats === null ? 'n/a (CLI)' : `${stats.messagesIn} / ${stats.messagesOut}`],
     ['drops', stats === null ? 'n/a (CLI)' : String(stats.drops)],
@@ -513,16 +562,20 @@ async function soak(config: SoakConfig): Promise<number> {
 
   const failures: string[] = [];
   if (serverDied) failures.push('the server died');
-  if (errors > 0 || deliveries !== expectedDeliveries) failures.push('deliveries to healthy receivers were wrong or missing');
-  if (receiversOpen !== config.receivers || idleOpen !== config.idle) failures.push('healthy or idle clients were disconnected');
+  if (errors > 0 || deliveries !== expectedDeliveries)
+    failures.push('deliveries to healthy receivers were wrong or missing');
+  if (receiversOpen !== config.receivers || idleOpen !== config.idle)
+    failures.push('healthy or idle clients were disconnected');
   if (leaked > 0) failures.push(`${leaked} descriptors leaked`);
   if (peakRss > config.maxRssMiB * MiB) failures.push(`peak RSS above ${config.maxRssMiB} MiB`);
   if (counters.overlongDisconnected !== counters.overlong) failures.push('over-long senders were not all disconnected');
-  if (finalStats !== null && finalStats.connections !== 0) failures.push(`${finalStats.connections} connections left on the server`);
+  if (finalStats !== null && finalStats.connections !== 0)
+    failures.push(`${finalStats.connections} connections left on the server`);
   process.stdout.write(failures.length === 0 ? '\nsoak: OK\n' : `\nsoak: FAILED: ${failures.join('; ')}\n`);
 
   server.child.kill('SIGTERM');
-  if ((await within(new Promise((resolve) => server.child.once('exit', resolve)), 5_000)) === 'timeout') server.child.kill('SIGKILL');
+  if ((await within(new Promise((resolve) => server.child.once('exit', resolve)), 5_000)) === 'timeout')
+    server.child.kill('SIGKILL');
   return failures.length === 0 ? 0 : 1;
 }
 

@@ -73,9 +73,18 @@ export function summarize(records: readonly RunRecord[]): Summary[] {
       bad: runs.length - good.length,
       deliveriesPerS: m,
       spread: m !== null && m > 0 && rates.length > 1 ? (Math.max(...rates) - Math.min(...rates)) / m : null,
-      mbPerS: pick((r) => r.mb_per_s, (x) => x > 0),
-      p50Us: pick((r) => r.lat_p50_us, (x) => x > 0),
-      p99Us: pick((r) => r.lat_p99_us, (x) => x > 0),
+      mbPerS: pick(
+        (r) => r.mb_per_s,
+        (x) => x > 0,
+      ),
+      p50Us: pick(
+        (r) => r.lat_p50_us,
+        (x) => x > 0,
+      ),
+      p99Us: pick(
+        (r) => r.lat_p99_us,
+        (x) => x > 0,
+      ),
       cpuPerM: pick((r) => r.cpu_s_per_m),
       serverCores: pick((r) => (r.elapsed_s > 0 && r.server_cpu_s >= 0 ? r.server_cpu_s / r.elapsed_s : -1)),
       genCores: pick((r) => (r.elapsed_s > 0 ? r.gen_cpu_s / r.elapsed_s : -1)),

@@ -29,20 +29,62 @@ export function checkTargets(summaries: readonly Summary[], references: readonly
     out.push(check(`${c}: deliveries/s mux / corked`, ratio(rate(c, 'mux'), rate(c, 'corked')), '>=', 0.9));
     for (const ref of references) {
       out.push(check(`${c}: deliveries/s mux / ${ref}`, ratio(rate(c, 'mux'), rate(c, ref)), '>=', 1));
-      out.push(check(`${c}: p50 latency mux / ${ref}`, ratio(find(summaries, c, 'mux')?.p50Us, find(summaries, c, ref)?.p50Us), '<=', 2));
+      out.push(
+        check(
+          `${c}: p50 latency mux / ${ref}`,
+          ratio(find(summaries, c, 'mux')?.p50Us, find(summaries, c, ref)?.p50Us),
+          '<=',
+          2,
+        ),
+      );
     }
-    out.push(check(`${c}: deliveries/s mux-line / mux (line framing vs raw)`, ratio(rate(c, 'mux-line'), rate(c, 'mux')), '>=', 0.8));
-    out.push(check(`${c}: deliveries/s mux-nick / naive (nick filter vs naive raw)`, ratio(rate(c, 'mux-nick'), rate(c, 'naive')), '>=', 3));
+    out.push(
+      check(
+        `${c}: deliveries/s mux-line / mux (line framing vs raw)`,
+        ratio(rate(c, 'mux-line'), rate(c, 'mux')),
+        '>=',
+        0.8,
+      ),
+    );
+    out.push(
+      check(
+        `${c}: deliveries/s mux-nick / naive (nick filter vs naive raw)`,
+        ratio(rate(c, 'mux-nick'), rate(c, 'naive')),
+        '>=',
+        3,
+      ),
+    );
   }
   for (const c of cases.filter((name) => summaries.some((s) => s.case === name && s.kind === 'dedicated'))) {
     out.push(check(`${c}: deliveries/s mux / naive`, ratio(rate(c, 'mux'), rate(c, 'naive')), '>=', 1));
-    out.push(check(`${c}: server CPU s per M deliveries mux / corked`, ratio(find(summaries, c, 'mux')?.cpuPerM, find(summaries, c, 'corked')?.cpuPerM), '<=', 1.1));
+    out.push(
+      check(
+        `${c}: server CPU s per M deliveries mux / corked`,
+        ratio(find(summaries, c, 'mux')?.cpuPerM, find(summaries, c, 'corked')?.cpuPerM),
+        '<=',
+        1.1,
+      ),
+    );
   }
   for (const c of cases.filter((name) => summaries.some((s) => s.case === name && s.kind === 'paced'))) {
-    out.push(check(`${c}: p99 latency mux / naive`, ratio(find(summaries, c, 'mux')?.p99Us, find(summaries, c, 'naive')?.p99Us), '<=', 1));
+    out.push(
+      check(
+        `${c}: p99 latency mux / naive`,
+        ratio(find(summaries, c, 'mux')?.p99Us, find(summaries, c, 'naive')?.p99Us),
+        '<=',
+        1,
+      ),
+    );
   }
   for (const c of cases.filter((name) => summaries.some((s) => s.case === name && s.kind === 'mem'))) {
-    out.push(check(`${c}: bytes per idle connection mux / naive`, ratio(find(summaries, c, 'mux')?.bytesPerConn, find(summaries, c, 'naive')?.bytesPerConn), '<=', 1));
+    out.push(
+      check(
+        `${c}: bytes per idle connection mux / naive`,
+        ratio(find(summaries, c, 'mux')?.bytesPerConn, find(summaries, c, 'naive')?.bytesPerConn),
+        '<=',
+        1,
+      ),
+    );
   }
   for (const c of cases.filter((name) => summaries.some((s) => s.case === name && s.kind === 'hold'))) {
     const mux = find(summaries, c, 'mux');

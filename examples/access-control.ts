@@ -82,7 +82,7 @@ export async function start(options: AccessControlOptions = {}): Promise<{ mux: 
   // An access filter that throws: the client is refused (reason 'access-error') and the error lands here.
   mux.on('error', (error, context) => log(`${context.source} failed: ${error.message}`));
 
-  const address = (await mux.listen({ port: options.port ?? 0, host: options.host }));
+  const address = await mux.listen({ port: options.port ?? 0, host: options.host });
   return { mux, address };
 }
 

@@ -90,7 +90,7 @@ function nickTaken(mux: Multiplexer<ChatState>, nick: string): boolean {
 /** Starts the chat server; resolves once it is listening. */
 export async function start(options: ChatOptions = {}): Promise<{ mux: Multiplexer<ChatState>; address: AddressInfo }> {
   const mux = createChat();
-  const address = (await mux.listen({ port: options.port ?? 0, host: options.host }));
+  const address = await mux.listen({ port: options.port ?? 0, host: options.host });
   return { mux, address };
 }
 

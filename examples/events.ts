@@ -48,16 +48,20 @@ export async function start(options: EventsOptions = {}): Promise<{ mux: Multipl
 
   // A client prints as `client 3 (127.0.0.1:50412)`.
   mux.on('listening', (address) => {
-    log(typeof address === 'string' ? `listening on ${address}` : `listening on ${address.address} port ${address.port}`);
+    log(
+      typeof address === 'string' ? `listening on ${address}` : `listening on ${address.address} port ${address.port}`,
+    );
   });
   mux.on('deny', (client, reason) => log(`deny ${client}: ${reason}`));
   mux.on('connect', (client) => log(`connect ${client}`));
   mux.on('data', (message, client) => log(`data from ${client}: ${message.length} bytes ${preview(message)}`));
   mux.on('limit', (client, kind) => log(`limit ${client}: ${kind}`));
   mux.on('exit', (client, reason, error) => log(`exit ${client}: ${reason}${error ? ` (${error.message})` : ''}`));
-  mux.on('error', (error, context) => log(`error in ${context.source}${context.client ? ` of ${context.client}` : ''}: ${error.message}`));
+  mux.on('error', (error, context) =>
+    log(`error in ${context.source}${context.client ? ` of ${context.client}` : ''}: ${error.message}`),
+  );
 
-  const address = (await mux.listen({ port: options.port ?? 0, host: options.host }));
+  const address = await mux.listen({ port: options.port ?? 0, host: options.host });
 
   // unref(): the timer alone does not keep the process alive; it is cleared when the server closes.
   const timer = setInterval(() => {

@@ -122,7 +122,7 @@ export interface RoomsOptions {
 /** Starts the rooms server; resolves once it is listening. */
 export async function start(options: RoomsOptions = {}): Promise<{ mux: RoomMultiplexer; address: AddressInfo }> {
   const mux = new RoomMultiplexer();
-  const address = (await mux.listen({ port: options.port ?? 0, host: options.host }));
+  const address = await mux.listen({ port: options.port ?? 0, host: options.host });
   return { mux, address };
 }
 

@@ -12,7 +12,11 @@ interface Started {
  * comes while the server starts stops it cleanly too; a second one exits at once.
  * @param announce print `<name> listening on ...` (the events example prints its own from the `listening` event)
  */
-export function runExample(name: string, start: (options: { port: number }) => Promise<Started>, announce = true): void {
+export function runExample(
+  name: string,
+  start: (options: { port: number }) => Promise<Started>,
+  announce = true,
+): void {
   const port = Number(process.argv[2] ?? process.env.PORT ?? 7777);
   const running = start({ port });
   const stop = (): void => void running.then(({ mux }) => mux.destroy()).then(() => process.exit(0));
@@ -20,7 +24,10 @@ export function runExample(name: string, start: (options: { port: number }) => P
   process.once('SIGTERM', stop);
   running.then(
     ({ address }) => {
-      if (announce) console.log(`${name} listening on ${address.address} port ${address.port}; connect with: nc localhost ${address.port}`);
+      if (announce)
+        console.log(
+          `${name} listening on ${address.address} port ${address.port}; connect with: nc localhost ${address.port}`,
+        );
     },
     (error: Error) => {
       console.error(`${name}: ${error.message}`);

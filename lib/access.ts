@@ -17,7 +17,9 @@ function addRule(list: BlockList, entry: string, option: string): void {
   const bits = prefix === undefined ? undefined : Number(prefix);
   const maxBits = family === 6 ? 128 : 32;
   if (family === 0 || extra !== undefined || (bits !== undefined && (!/^\d+$/.test(prefix) || bits > maxBits))) {
-    throw invalidArgument(`${option}: ${JSON.stringify(entry)} is not an IP address or CIDR range (e.g. 10.0.0.0/8, ::1)`);
+    throw invalidArgument(
+      `${option}: ${JSON.stringify(entry)} is not an IP address or CIDR range (e.g. 10.0.0.0/8, ::1)`,
+    );
   }
   const type = family === 6 ? 'ipv6' : 'ipv4';
   if (bits === undefined) list.addAddress(address, type);

@@ -81,7 +81,10 @@ function version(): string {
 
 function listOf(values: unknown): string[] {
   if (!Array.isArray(values)) return [];
-  return values.flatMap((value) => String(value).split(',')).map((entry) => entry.trim()).filter((entry) => entry !== '');
+  return values
+    .flatMap((value) => String(value).split(','))
+    .map((entry) => entry.trim())
+    .filter((entry) => entry !== '');
 }
 
 function stringOf(value: unknown): string | undefined {
@@ -91,7 +94,9 @@ function stringOf(value: unknown): string | undefined {
 /** Raises the soft descriptor limit to the hard one, where the OS allows (Linux with prlimit). */
 function raiseDescriptorLimit(): void {
   try {
-    const line = readFileSync('/proc/self/limits', 'utf8').split('\n').find((text) => text.startsWith('Max open files'));
+    const line = readFileSync('/proc/self/limits', 'utf8')
+      .split('\n')
+      .find((text) => text.startsWith('Max open files'));
     const [soft, hard] = (line ?? '').split(/\s+/).slice(3, 5);
     if (soft !== undefined && hard !== undefined && soft !== hard) {
       spawnSync('prlimit', [`--pid=${process.pid}`, `--nofile=${hard}:${hard}`], { stdio: 'ignore', timeout: 2000 });
@@ -172,7 +177,8 @@ export async function main(argv: string[] = process.argv.slice(2)): Promise<numb
     }
     setup = result;
     mux = new Multiplexer(setup.options);
-    if (setup.allow.length > 0 || setup.deny.length > 0) mux.addAccessFilter(accessList({ allow: setup.allow, deny: setup.deny }));
+    if (setup.allow.length > 0 || setup.deny.length > 0)
+      mux.addAccessFilter(accessList({ allow: setup.allow, deny: setup.deny }));
   } catch (error) {
     if (error instanceof UsageError || error instanceof TypeError) {
       process.stderr.write(`multiplexer: ${error.message}\n\n${usage()}\n`);
@@ -201,7 +207,9 @@ export async function main(argv: string[] = process.argv.slice(2)): Promise<numb
     process.stderr.write(`multiplexer: ${(error as Error).message}\n`);
     return 1;
   }
-  process.stdout.write(`multiplexer listening on ${describe(address, setup.options.tls !== undefined)} (${mux.framing.name} framing)\n`);
+  process.stdout.write(
+    `multiplexer listening on ${describe(address, setup.options.tls !== undefined)} (${mux.framing.name} framing)\n`,
+  );
   return new Promise<number>((resolve) => {
     if (stopped !== null) void stopped.then(resolve);
     else mux.once('close', () => resolve(0));

@@ -243,7 +243,13 @@ export class Client<S extends object = Record<string, unknown>> {
    * the messages queued one by one.
    * @internal
    */
-  takeTurn(messages: readonly Buffer[], excepts: readonly unknown[], seq: number, shared: Buffer, offsets: readonly number[]): void {
+  takeTurn(
+    messages: readonly Buffer[],
+    excepts: readonly unknown[],
+    seq: number,
+    shared: Buffer,
+    offsets: readonly number[],
+  ): void {
     const count = messages.length;
     const from = this.turnFrom;
     let bytes = offsets[count] - offsets[from];
@@ -331,7 +337,11 @@ export class Client<S extends object = Record<string, unknown>> {
       let end = head + 1;
       let bytes = queue[head].length;
       if (bytes <= COALESCE_ITEM_BYTES) {
-        while (end < count && queue[end].length <= COALESCE_ITEM_BYTES && bytes + queue[end].length <= COALESCE_WRITE_BYTES) {
+        while (
+          end < count &&
+          queue[end].length <= COALESCE_ITEM_BYTES &&
+          bytes + queue[end].length <= COALESCE_WRITE_BYTES
+        ) {
           bytes += queue[end].length;
           end += 1;
         }

@@ -13,7 +13,10 @@ export function withCode<E extends Error>(error: E, code: ErrorCode): E & { code
 }
 
 /** A TypeError for a bad argument, option or config value. */
-export function invalidArgument(message: string, code: ErrorCode = 'ERR_INVALID_OPTION'): TypeError & { code: ErrorCode } {
+export function invalidArgument(
+  message: string,
+  code: ErrorCode = 'ERR_INVALID_OPTION',
+): TypeError & { code: ErrorCode } {
   return withCode(new TypeError(message), code);
 }
 

@@ -174,8 +174,13 @@ export const lineFraming: Framing = Object.freeze({
 export function resolveFraming(framing: 'raw' | 'line' | Framing | undefined): Framing {
   if (framing === undefined || framing === 'raw') return rawFraming;
   if (framing === 'line') return lineFraming;
-  if (typeof framing === 'object' && framing !== null && typeof framing.createDecoder === 'function' && typeof framing.encode === 'function') {
+  if (
+    typeof framing === 'object' &&
+    framing !== null &&
+    typeof framing.createDecoder === 'function' &&
+    typeof framing.encode === 'function'
+  ) {
     return framing;
   }
-  throw invalidArgument(`framing must be 'raw', 'line' or a Framing object; got ${String(framing)}`);
+  throw invalidArgument(`framing must be 'raw', 'line' or a Framing object; got ${typeof framing}`);
 }

@@ -14,8 +14,26 @@ export type {
   MultiplexerStats,
 } from './multiplexer';
 export { Client, type ExitReason } from './client';
-export { lineFraming, rawFraming, LineDecoder, type Decoder, type DecoderLimits, type Framing, type MessageSink } from './framing';
-export { DEFAULTS, SETTING_KEYS, type MultiplexerOptions, type Settings, type SettingKey, type SlowConsumerPolicy, type LineOverflowPolicy, type RateLimitAction, type FilterErrorPolicy } from './options';
+export {
+  lineFraming,
+  rawFraming,
+  LineDecoder,
+  type Decoder,
+  type DecoderLimits,
+  type Framing,
+  type MessageSink,
+} from './framing';
+export {
+  DEFAULTS,
+  SETTING_KEYS,
+  type MultiplexerOptions,
+  type Settings,
+  type SettingKey,
+  type SlowConsumerPolicy,
+  type LineOverflowPolicy,
+  type RateLimitAction,
+  type FilterErrorPolicy,
+} from './options';
 export { LOG_LEVELS, type LogLevel } from './log';
 export type { ErrorCode } from './errors';
 export { accessList, type AccessListOptions } from './access';

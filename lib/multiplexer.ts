@@ -5,7 +5,15 @@ import { Client, MESSAGE_OVERHEAD, type ClientOwner, type ExitReason } from './c
 import { invalidArgument, toError, withCode } from './errors';
 import { resolveFraming, type Framing, type MessageSink } from './framing';
 import { Logger } from './log';
-import { parseSetting, resolveSettings, settingKey, type MultiplexerOptions, type SettingKey, type Settings, type TlsServerOptions } from './options';
+import {
+  parseSetting,
+  resolveSettings,
+  settingKey,
+  type MultiplexerOptions,
+  type SettingKey,
+  type Settings,
+  type TlsServerOptions,
+} from './options';
 
 /** What a data filter returns: new data, `undefined` to pass the data on unchanged, `null` or `false` to drop it. */
 export type FilterResult = Buffer | string | null | false | undefined | void;
@@ -159,8 +167,24 @@ function zeroes<K extends string>(keys: readonly K[]): Record<K, number> {
   return Object.fromEntries(keys.map((key) => [key, 0])) as Record<K, number>;
 }
 
-const EXIT_REASONS: readonly ExitReason[] = ['eof', 'reset', 'error', 'kicked', 'slow-consumer', 'line-too-long', 'rate-limit', 'idle', 'destroy'];
-const DENY_REASONS: readonly DenyReason[] = ['access-filter', 'access-error', 'max-clients', 'max-per-address', 'destroyed'];
+const EXIT_REASONS: readonly ExitReason[] = [
+  'eof',
+  'reset',
+  'error',
+  'kicked',
+  'slow-consumer',
+  'line-too-long',
+  'rate-limit',
+  'idle',
+  'destroy',
+];
+const DENY_REASONS: readonly DenyReason[] = [
+  'access-filter',
+  'access-error',
+  'max-clients',
+  'max-per-address',
+  'destroyed',
+];
 const LIMIT_KINDS: readonly LimitKind[] = ['slow-consumer', 'lagging', 'line-too-long', 'rate-limit'];
 
 /** IPv4-mapped IPv6 (`::ffff:1.2.3.4`) is reported as the IPv4 address, as Tcl does. */
@@ -427,7 +451,8 @@ export class Multiplexer<S extends object = Record<string, unknown>> extends Eve
       client.finishTurn(fanning.seq);
     }
     // User code run by a drop may give the current log out early: then go on with the next one.
-    while (client.turnSeq === this.turnSeq && client.turnFrom < this.turn.length) client.queueShare(this.turn, this.turnExcept, this.turnSeq);
+    while (client.turnSeq === this.turnSeq && client.turnFrom < this.turn.length)
+      client.queueShare(this.turn, this.turnExcept, this.turnSeq);
   }
 
   /** Writes this turn's broadcasts, then every client with a queue. */
@@ -483,13 +508,17 @@ export class Multiplexer<S extends object = Record<string, unknown>> extends Eve
   listen(path: string | (ListenOptions & { path: string })): Promise<string>;
   listen(where?: number | string | ListenOptions): Promise<net.AddressInfo | string>;
   listen(where: number | string | ListenOptions = 0): Promise<net.AddressInfo | string> {
-    if (this.destroyed !== null) return Promise.reject(withCode(new Error('this multiplexer was destroyed'), 'ERR_DESTROYED'));
-    if (this.server !== null) return Promise.reject(withCode(new Error('already listening; create another Multiplexer to listen twice'), 'ERR_ALREADY_LISTENING'));
+    if (this.destroyed !== null)
+      return Promise.reject(withCode(new Error('this multiplexer was destroyed'), 'ERR_DESTROYED'));
+    if (this.server !== null)
+      return Promise.reject(
+        withCode(new Error('already listening; create another Multiplexer to listen twice'), 'ERR_ALREADY_LISTENING'),
+      );
     let options: net.ListenOptions;
     try {
       options = listenOptions(where);
     } catch (error) {
-      return Promise.reject(error);
+      return Promise.reject(toError(error));
     }
     // TLS is layered on each accepted socket here rather than by tls.Server, so that connections in their
     // handshake are counted by the limits, time out, and are closed by destroy().
@@ -499,7 +528,10 @@ export class Multiplexer<S extends object = Record<string, unknown>> extends Eve
       const onError = (error: NodeJS.ErrnoException): void => {
         this.server = null;
         const where = options.path ?? `${options.host ?? 'all interfaces'} port ${options.port}`;
-        const message = error.code === 'EADDRINUSE' ? `cannot listen on ${where}: address already in use` : `cannot listen on ${where}: ${error.message}`;
+        const message =
+          error.code === 'EADDRINUSE'
+            ? `cannot listen on ${where}: address already in use`
+            : `cannot listen on ${where}: ${error.message}`;
         reject(Object.assign(new Error(message, { cause: error }), { code: error.code ?? 'ERR_LISTEN' }));
       };
       server.once('error', onError);
@@ -598,24 +630,46 @@ export class Multiplexer<S extends object = Record<string, unknown>> extends Eve
 
   // ---------------------------------------------------------------- listeners are user code too
 
-  override on<T extends EventEmitter.EventNames<MultiplexerEvents<S>>>(event: T, fn: EventEmitter.EventListener<MultiplexerEvents<S>, T>, context?: unknown): this {
+  override on<T extends EventEmitter.EventNames<MultiplexerEvents<S>>>(
+    event: T,
+    fn: EventEmitter.EventListener<MultiplexerEvents<S>, T>,
+    context?: unknown,
+  ): this {
     return super.on(event, this.guardListener(event, fn), context);
   }
 
-  override addListener<T extends EventEmitter.EventNames<MultiplexerEvents<S>>>(event: T, fn: EventEmitter.EventListener<MultiplexerEvents<S>, T>, context?: unknown): this {
+  override addListener<T extends EventEmitter.EventNames<MultiplexerEvents<S>>>(
+    event: T,
+    fn: EventEmitter.EventListener<MultiplexerEvents<S>, T>,
+    context?: unknown,
+  ): this {
     return super.addListener(event, this.guardListener(event, fn), context);
   }
 
-  override once<T extends EventEmitter.EventNames<MultiplexerEvents<S>>>(event: T, fn: EventEmitter.EventListener<MultiplexerEvents<S>, T>, context?: unknown): this {
+  override once<T extends EventEmitter.EventNames<MultiplexerEvents<S>>>(
+    event: T,
+    fn: EventEmitter.EventListener<MultiplexerEvents<S>, T>,
+    context?: unknown,
+  ): this {
     return super.once(event, this.guardListener(event, fn), context);
   }
 
-  override removeListener<T extends EventEmitter.EventNames<MultiplexerEvents<S>>>(event: T, fn?: EventEmitter.EventListener<MultiplexerEvents<S>, T>, context?: unknown, once?: boolean): this {
+  override removeListener<T extends EventEmitter.EventNames<MultiplexerEvents<S>>>(
+    event: T,
+    fn?: EventEmitter.EventListener<MultiplexerEvents<S>, T>,
+    context?: unknown,
+    once?: boolean,
+  ): this {
     const guarded = fn === undefined ? undefined : this.guardedListeners.get(fn)?.get(String(event));
-    return super.removeListener(event, (guarded ?? fn) as typeof fn, context, once);
+    return super.removeListener(event, guarded ?? fn, context, once);
   }
 
-  override off<T extends EventEmitter.EventNames<MultiplexerEvents<S>>>(event: T, fn?: EventEmitter.EventListener<MultiplexerEvents<S>, T>, context?: unknown, once?: boolean): this {
+  override off<T extends EventEmitter.EventNames<MultiplexerEvents<S>>>(
+    event: T,
+    fn?: EventEmitter.EventListener<MultiplexerEvents<S>, T>,
+    context?: unknown,
+    once?: boolean,
+  ): this {
     return this.removeListener(event, fn, context, once);
   }
 
@@ -761,7 +815,9 @@ export class Multiplexer<S extends object = Record<string, unknown>> extends Eve
       const result = this.accessFilters[i](client);
       if (isPromiseLike(result)) {
         // Once it has gone, later filters need not run for it.
-        return Promise.resolve(result).then((resolved) => (denies(resolved) || client.closing ? resolved : this.runAccessFilters(client, i + 1)));
+        return Promise.resolve(result).then((resolved) =>
+          denies(resolved) || client.closing ? resolved : this.runAccessFilters(client, i + 1),
+        );
       }
       if (denies(result)) return result;
     }
@@ -907,7 +963,11 @@ export class Multiplexer<S extends object = Record<string, unknown>> extends Eve
   private onMessage(client: Client<S>, payload: Buffer, wire: Buffer): void {
     // A client being disconnected gets nothing more broadcast, not even the rest of the chunk just read.
     if (client.closing) return;
-    if (client.holds === 0 && client.inbox.length === 0 && (!this.rateLimited || this.takeTokens(client, wire.length))) {
+    if (
+      client.holds === 0 &&
+      client.inbox.length === 0 &&
+      (!this.rateLimited || this.takeTokens(client, wire.length))
+    ) {
       this.process(client, payload, wire);
       return;
     }
@@ -916,7 +976,10 @@ export class Multiplexer<S extends object = Record<string, unknown>> extends Eve
       // Waiting messages must not keep whole read buffers alive: keep a copy of just this one.
       const copy = Buffer.from(wire);
       const offset = payload.byteOffset - wire.byteOffset;
-      payload = payload.buffer === wire.buffer && offset >= 0 && offset + payload.length <= wire.length ? copy.subarray(offset, offset + payload.length) : Buffer.from(payload);
+      payload =
+        payload.buffer === wire.buffer && offset >= 0 && offset + payload.length <= wire.length
+          ? copy.subarray(offset, offset + payload.length)
+          : Buffer.from(payload);
       wire = copy;
     }
     client.inbox.push(payload, wire);
@@ -938,7 +1001,7 @@ export class Multiplexer<S extends object = Record<string, unknown>> extends Eve
     }
     if (isPromiseLike(result)) {
       client.holds |= HOLD_FILTER;
-      Promise.resolve(result)
+      void Promise.resolve(result)
         .then(undefined, (error: unknown) => this.filterFailed(error, client, payload))
         .then((resolved) => {
           client.holds &= ~HOLD_FILTER;
@@ -981,7 +1044,9 @@ export class Multiplexer<S extends object = Record<string, unknown>> extends Eve
     const value: unknown = result; // JavaScript callers and casts can return anything
     if (Buffer.isBuffer(value)) return value;
     if (value instanceof Uint8Array) return Buffer.from(value.buffer, value.byteOffset, value.byteLength);
-    const error = new TypeError(`a filter returned ${describeValue(value)}; expected a Buffer, a string, undefined, null or false`);
+    const error = new TypeError(
+      `a filter returned ${describeValue(value)}; expected a Buffer, a string, undefined, null or false`,
+    );
     return this.filterFailed(error, client, current) === null ? null : current;
   }
 
@@ -1066,7 +1131,11 @@ export class Multiplexer<S extends object = Record<string, unknown>> extends Eve
     }
     this.log.info('%s sent a message of %d bytes (max %d): disconnecting', client, bytes, max);
     client.send(`error: message longer than ${max} bytes; closing\n`);
-    client.leave('line-too-long', withCode(new RangeError(`message longer than ${max} bytes`), 'ERR_LINE_TOO_LONG'), true);
+    client.leave(
+      'line-too-long',
+      withCode(new RangeError(`message longer than ${max} bytes`), 'ERR_LINE_TOO_LONG'),
+      true,
+    );
   }
 
   // ---------------------------------------------------------------- flow control
@@ -1135,7 +1204,12 @@ export class Multiplexer<S extends object = Record<string, unknown>> extends Eve
       client.lagging = true;
       this.laggards.add(client);
       this.congestion.delete(client);
-      this.log.notice('%s lagging: %d bytes queued for %d ms; senders no longer wait for it', client, client.queuedBytes, now - client.congestedSince);
+      this.log.notice(
+        '%s lagging: %d bytes queued for %d ms; senders no longer wait for it',
+        client,
+        client.queuedBytes,
+        now - client.congestedSince,
+      );
       this.limitActed(client, 'lagging');
     }
     if (this.congestion.size === 0) this.releaseSenders();
@@ -1159,7 +1233,8 @@ export class Multiplexer<S extends object = Record<string, unknown>> extends Eve
     client.byteTokens = Math.min(maxBytesPerSecond, client.byteTokens + elapsed * maxBytesPerSecond);
     const messagesShort = maxMessagesPerSecond > 0 && client.messageTokens < 1;
     // Throttling lets one message run into debt (paid by waiting after it); the disconnect action does not.
-    const bytesShort = maxBytesPerSecond > 0 && (rateLimitAction === 'disconnect' ? client.byteTokens < bytes : client.byteTokens <= 0);
+    const bytesShort =
+      maxBytesPerSecond > 0 && (rateLimitAction === 'disconnect' ? client.byteTokens < bytes : client.byteTokens <= 0);
     if (!messagesShort && !bytesShort) {
       client.messageTokens -= 1;
       client.byteTokens -= bytes; // may go below zero: a large message is paid for by waiting afterwards
@@ -1177,12 +1252,15 @@ export class Multiplexer<S extends object = Record<string, unknown>> extends Eve
     client.holds |= HOLD_RATE;
     this.pause(client, PAUSE_RATE);
     this.limitActed(client, 'rate-limit');
-    client.rateTimer = setTimeout(() => {
-      client.rateTimer = null;
-      client.holds &= ~HOLD_RATE;
-      this.unpause(client, PAUSE_RATE);
-      this.drainInbox(client);
-    }, Math.ceil(wait * 1000));
+    client.rateTimer = setTimeout(
+      () => {
+        client.rateTimer = null;
+        client.holds &= ~HOLD_RATE;
+        this.unpause(client, PAUSE_RATE);
+        this.drainInbox(client);
+      },
+      Math.ceil(wait * 1000),
+    );
     client.rateTimer.unref();
     return false;
   }
@@ -1194,7 +1272,8 @@ export class Multiplexer<S extends object = Record<string, unknown>> extends Eve
     this.current[key] = parsed;
     this.log.debug('config %s = %o', key, parsed);
     if (key === 'debugLevel') this.log.level = this.current.debugLevel;
-    if (key === 'idleTimeout') for (const client of this.connections) client.socket.setTimeout(this.current.idleTimeout);
+    if (key === 'idleTimeout')
+      for (const client of this.connections) client.socket.setTimeout(this.current.idleTimeout);
     if (key === 'maxMessagesPerSecond' || key === 'maxBytesPerSecond') {
       this.rateLimited = this.current.maxBytesPerSecond > 0 || this.current.maxMessagesPerSecond > 0;
     }
@@ -1207,19 +1286,22 @@ export class Multiplexer<S extends object = Record<string, unknown>> extends Eve
     return {
       settings: this.current,
       scheduleFlush: (client) => {
-        this.dirty.push(client as Client<S>);
+        this.dirty.push(client);
         if (this.flushTimer === null) this.flushTimer = setImmediate(this.flushAll);
       },
-      catchUp: (client) => this.catchUp(client as Client<S>),
+      catchUp: (client) => this.catchUp(client),
       congested: (client) => {
         const now = Date.now();
         const { stallTimeout } = this.current;
         // Each client may hold senders back for stallTimeout in all (see checkCongestion), earning it back
         // while below the mark: a reader that stops again and again cannot stall the broadcast again and again.
-        client.holdBudget = client.holdBudget < 0 ? stallTimeout : Math.min(stallTimeout, client.holdBudget + (now - client.relievedAt) * HOLD_REFILL);
+        client.holdBudget =
+          client.holdBudget < 0
+            ? stallTimeout
+            : Math.min(stallTimeout, client.holdBudget + (now - client.relievedAt) * HOLD_REFILL);
         client.congested = true;
         client.congestedSince = now;
-        this.congestion.add(client as Client<S>);
+        this.congestion.add(client);
         if (this.watchdog === null) {
           this.lastCongestionCheck = now;
           this.watchdog = setInterval(() => this.checkCongestion(), Math.max(5, Math.min(50, stallTimeout / 4)));
@@ -1230,20 +1312,29 @@ export class Multiplexer<S extends object = Record<string, unknown>> extends Eve
         const now = Date.now();
         client.lagging = false;
         client.relievedAt = now;
-        this.laggards.delete(client as Client<S>);
-        this.endCongestion(client as Client<S>);
+        this.laggards.delete(client);
+        this.endCongestion(client);
       },
       overflowed: (client, dropped) => {
         const typed = client as Client<S>;
         if (this.current.slowConsumer === 'disconnect') {
-          this.log.warn('%s is a slow consumer (%d bytes queued, max %d): disconnecting', client, client.queuedBytes, this.current.maxQueuedBytes);
+          this.log.warn(
+            '%s is a slow consumer (%d bytes queued, max %d): disconnecting',
+            client,
+            client.queuedBytes,
+            this.current.maxQueuedBytes,
+          );
           client.leave('slow-consumer', undefined, false);
           return;
         }
         this.counters.drops += dropped;
         if (!client.dropping) {
           client.dropping = true;
-          this.log.warn('%s is a slow consumer (%d bytes queued): dropping messages for it', client, client.queuedBytes);
+          this.log.warn(
+            '%s is a slow consumer (%d bytes queued): dropping messages for it',
+            client,
+            client.queuedBytes,
+          );
           this.limitActed(typed, 'slow-consumer');
         }
       },
@@ -1253,7 +1344,7 @@ export class Multiplexer<S extends object = Record<string, unknown>> extends Eve
           client.dropInbox();
           client.stash = null;
         }
-        this.forget(client as Client<S>);
+        this.forget(client);
       },
       wrote: (bytes, messages) => {
         this.counters.bytesOut += bytes;
@@ -1271,7 +1362,8 @@ export class Multiplexer<S extends object = Record<string, unknown>> extends Eve
   private callHook(source: ErrorContext['source'], client: Client<S>, hook: () => unknown): void {
     try {
       const result = hook();
-      if (isPromiseLike(result)) result.then(undefined, (error: unknown) => this.report(error, { source, client }, `${source} failed: %s`));
+      if (isPromiseLike(result))
+        result.then(undefined, (error: unknown) => this.report(error, { source, client }, `${source} failed: %s`));
     } catch (error) {
       this.report(error, { source, client }, `${source} failed: %s`);
     }
@@ -1285,7 +1377,10 @@ export class Multiplexer<S extends object = Record<string, unknown>> extends Eve
   }
 
   /** Listeners are guarded when added; this also guards against anything else thrown while emitting. */
-  private emitGuarded<T extends EventEmitter.EventNames<MultiplexerEvents<S>>>(event: T, ...args: EventEmitter.EventArgs<MultiplexerEvents<S>, T>): void {
+  private emitGuarded<T extends EventEmitter.EventNames<MultiplexerEvents<S>>>(
+    event: T,
+    ...args: EventEmitter.EventArgs<MultiplexerEvents<S>, T>
+  ): void {
     try {
       this.emit(event, ...args);
     } catch (error) {
@@ -1309,7 +1404,10 @@ export class Multiplexer<S extends object = Record<string, unknown>> extends Eve
  * senders are held: a small part of the room between `highWaterMark` and `maxQueuedBytes`.
  */
 function fanOutThreshold(settings: Readonly<Settings>): number {
-  return Math.max(0, Math.min(256 * 1024, settings.highWaterMark / 4, (settings.maxQueuedBytes - settings.highWaterMark) / 4));
+  return Math.max(
+    0,
+    Math.min(256 * 1024, settings.highWaterMark / 4, (settings.maxQueuedBytes - settings.highWaterMark) / 4),
+  );
 }
 
 function denies(decision: AccessDecision): boolean {
@@ -1336,13 +1434,14 @@ function listenOptions(where: number | string | ListenOptions): net.ListenOption
     return { port: checkPort(Number(where)) };
   }
   if (typeof where === 'string') return { path: where };
-  if (typeof where !== 'object' || where === null) throw invalidArgument(`listen() takes a port, a path or { port, host, path }; got ${String(where)}`);
+  if (typeof where !== 'object' || where === null)
+    throw invalidArgument(`listen() takes a port, a path or { port, host, path }; got ${String(where)}`);
   if (where.path !== undefined) return { path: where.path, backlog: where.backlog };
   return { port: checkPort(where.port ?? 0), host: where.host, backlog: where.backlog };
 }
 
 function checkPort(port: number): number {
-  if (!Number.isInteger(port) || port < 0 || port > 65535) throw invalidArgument(`port must be an integer from 0 to 65535; got ${port}`);
+  if (!Number.isInteger(port) || port < 0 || port > 65535)
+    throw invalidArgument(`port must be an integer from 0 to 65535; got ${port}`);
   return port;
 }
-

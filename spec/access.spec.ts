@@ -3,8 +3,18 @@ import { connectAll, delay, startMux, TestClient, waitFor } from './helpers/net'
 import { gate, joined, serve } from './helpers/serve';
 
 /** Records the deny, connect and exit events of a multiplexer. */
-function watch(mux: Multiplexer): { denies: DenyReason[]; connects: Client[]; exits: string[]; errors: Array<[Error, ErrorContext]> } {
-  const seen = { denies: [] as DenyReason[], connects: [] as Client[], exits: [] as string[], errors: [] as Array<[Error, ErrorContext]> };
+function watch(mux: Multiplexer): {
+  denies: DenyReason[];
+  connects: Client[];
+  exits: string[];
+  errors: Array<[Error, ErrorContext]>;
+} {
+  const seen = {
+    denies: [] as DenyReason[],
+    connects: [] as Client[],
+    exits: [] as string[],
+    errors: [] as Array<[Error, ErrorContext]>,
+  };
   mux.on('deny', (_client, reason) => seen.denies.push(reason));
   mux.on('connect', (client) => seen.connects.push(client));
   mux.on('exit', (_client, reason) => seen.exits.push(reason));
@@ -81,7 +91,9 @@ describe('addAccessFilter', () => {
   });
 
   it('never delivers what a denied client sent', async () => {
-    const { mux, port } = await startMux({}, (m) => m.addAccessFilter((client) => (client.id === 0 ? true : delay(30).then(() => -1))));
+    const { mux, port } = await startMux({}, (m) =>
+      m.addAccessFilter((client) => (client.id === 0 ? true : delay(30).then(() => -1))),
+    );
     const seen = watch(mux);
     const [alice] = await connectAll(mux, port, 1);
     const mallory = await TestClient.connect(port);
@@ -148,7 +160,9 @@ describe('addAccessFilter', () => {
 
     it('delivers what the client sent before admission after it is admitted, in order, not lost', async () => {
       const decision = gate<AccessDecision>();
-      const { mux, port } = await startMux({ framing: 'line' }, (m) => m.addAccessFilter((client) => (client.id === 0 ? true : decision.promise)));
+      const { mux, port } = await startMux({ framing: 'line' }, (m) =>
+        m.addAccessFilter((client) => (client.id === 0 ? true : decision.promise)),
+      );
       const [alice] = await connectAll(mux, port, 1);
       const bob = await TestClient.connect(port);
       await waitFor(() => mux.stats().connections === 2, 'the second connection');
@@ -165,7 +179,9 @@ describe('addAccessFilter', () => {
 
     it('loses nothing when the client sends more than maxPendingBytes before admission', async () => {
       const decision = gate<AccessDecision>();
-      const { mux, port } = await startMux({ maxPendingBytes: 4096 }, (m) => m.addAccessFilter((client) => (client.id === 0 ? true : decision.promise)));
+      const { mux, port } = await startMux({ maxPendingBytes: 4096 }, (m) =>
+        m.addAccessFilter((client) => (client.id === 0 ? true : decision.promise)),
+      );
       const [alice] = await connectAll(mux, port, 1);
       const bob = await TestClient.connect(port);
       const payload = Buffer.alloc(256 * 1024);
@@ -180,7 +196,9 @@ describe('addAccessFilter', () => {
 
     it('sends the client nothing before admission: neither broadcasts nor sendToAll', async () => {
       const decision = gate<AccessDecision>();
-      const { mux, port } = await startMux({}, (m) => m.addAccessFilter((client) => (client.id === 0 ? true : decision.promise)));
+      const { mux, port } = await startMux({}, (m) =>
+        m.addAccessFilter((client) => (client.id === 0 ? true : decision.promise)),
+      );
       const [alice] = await connectAll(mux, port, 1);
       const bob = await TestClient.connect(port);
       await waitFor(() => mux.stats().connections === 2, 'the second connection');
@@ -266,7 +284,10 @@ describe('accessFilter()', () => {
 describe('accessList', () => {
   async function admitted(mux: Multiplexer, client: TestClient): Promise<boolean> {
     await waitFor(() => mux.stats().connections === 0 || mux.clients.size > 0 || client.closed, 'an access decision');
-    await waitFor(() => client.closed || [...mux.clients].some((c) => c.port === client.socket.localPort), 'an access decision');
+    await waitFor(
+      () => client.closed || [...mux.clients].some((c) => c.port === client.socket.localPort),
+      'an access decision',
+    );
     return !client.closed;
   }
 

@@ -105,7 +105,7 @@ describe('one turn of broadcasts', () => {
       expect(bob.text).toBe('s\nwarn\nx\n');
     });
 
-    it('gives every receiver the listener\'s broadcast in the same place, and the direct send after it (fan-out)', async () => {
+    it("gives every receiver the listener's broadcast in the same place, and the direct send after it (fan-out)", async () => {
       const { mux, port } = await startMux(options);
       const [alice, bob] = await connectAll(mux, port, 2);
       const [aliceOnServer, bobOnServer] = [serverSideOf(mux, alice), serverSideOf(mux, bob)];
@@ -184,7 +184,7 @@ describe('one turn of broadcasts', () => {
       expect([alice.text, bob.text]).toEqual(['m1\nm2\n', 'm1\nm2\n']);
     });
 
-    it('keeps call order when the listener\'s broadcast makes the log go out early during a catch-up', async () => {
+    it("keeps call order when the listener's broadcast makes the log go out early during a catch-up", async () => {
       const { mux, port } = await startMux(options);
       const [alice, bob] = await connectAll(mux, port, 2);
       const bobOnServer = serverSideOf(mux, bob);

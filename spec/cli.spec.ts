@@ -22,7 +22,11 @@ function exitWithin(exited: Promise<number | null>, ms = 10_000): Promise<number
  * client joined, so the first one sends numbered probes until every other one got the latest, then what
  * they received is forgotten.
  */
-async function connectJoined(port: number, count: number, options: { line?: boolean; echo?: boolean } = {}): Promise<TestClient[]> {
+async function connectJoined(
+  port: number,
+  count: number,
+  options: { line?: boolean; echo?: boolean } = {},
+): Promise<TestClient[]> {
   const clients: TestClient[] = [];
   for (let i = 0; i < count; i += 1) clients.push(await TestClient.connect(port));
   const [sender, ...others] = clients;
@@ -57,7 +61,12 @@ describe('multiplexer CLI', () => {
     expect(cli.banner).toContain(`127.0.0.1:${cli.port}`);
     expect(cli.port).toBeGreaterThan(0);
     await delay(50);
-    expect(cli.stdout().split('\n').filter((line) => line !== '')).toEqual([cli.banner]);
+    expect(
+      cli
+        .stdout()
+        .split('\n')
+        .filter((line) => line !== ''),
+    ).toEqual([cli.banner]);
   });
 
   it('listens on all interfaces when no host is given', async () => {
@@ -136,12 +145,24 @@ describe('multiplexer CLI', () => {
   });
 
   it.each([
-    [['--slow-consumer', 'nope'], ['nope', 'drop-newest']],
-    [['--debug-level', 'loud'], ['loud', 'critical']],
+    [
+      ['--slow-consumer', 'nope'],
+      ['nope', 'drop-newest'],
+    ],
+    [
+      ['--debug-level', 'loud'],
+      ['loud', 'critical'],
+    ],
     [['--port', 'abc'], ['abc']],
     [['--port', '70000'], ['70000']],
-    [['--framing', 'xml'], ['xml', 'line']],
-    [['--max-clients', 'lots'], ['lots', 'integer']],
+    [
+      ['--framing', 'xml'],
+      ['xml', 'line'],
+    ],
+    [
+      ['--max-clients', 'lots'],
+      ['lots', 'integer'],
+    ],
     [['--max-clients=-3'], ['-3', 'integer']],
   ])('rejects the bad value %j with a message, usage and exit code 2', async (args, words) => {
     const cli = runCli(args);
@@ -150,31 +171,38 @@ describe('multiplexer CLI', () => {
     expect(cli.stderr()).toContain('Usage');
   });
 
-  it.each(['SIGTERM', 'SIGINT'] as const)('exits 0 on %s sent the moment it prints its ready line, as a supervisor may', async (signal) => {
-    // The window between the ready line and the signal handlers is short: several runs make it show.
-    const outcomes: Array<{ code: number | null; killedBy: NodeJS.Signals | null }> = [];
-    for (let run = 0; run < 8; run += 1) {
-      const cli = runCli(['--port', '0', '--host', '127.0.0.1']);
-      cli.child.stdout?.on('data', () => {
-        if (cli.stdout().includes('listening') && cli.stdout().endsWith('\n') && cli.child.signalCode === null) cli.child.kill(signal);
-      });
-      const code = await exitWithin(cli.exited);
-      outcomes.push({ code, killedBy: cli.child.signalCode });
-    }
-    expect(outcomes).toEqual(Array.from({ length: 8 }, () => ({ code: 0, killedBy: null })));
-  });
+  it.each(['SIGTERM', 'SIGINT'] as const)(
+    'exits 0 on %s sent the moment it prints its ready line, as a supervisor may',
+    async (signal) => {
+      // The window between the ready line and the signal handlers is short: several runs make it show.
+      const outcomes: Array<{ code: number | null; killedBy: NodeJS.Signals | null }> = [];
+      for (let run = 0; run < 8; run += 1) {
+        const cli = runCli(['--port', '0', '--host', '127.0.0.1']);
+        cli.child.stdout?.on('data', () => {
+          if (cli.stdout().includes('listening') && cli.stdout().endsWith('\n') && cli.child.signalCode === null)
+            cli.child.kill(signal);
+        });
+        const code = await exitWithin(cli.exited);
+        outcomes.push({ code, killedBy: cli.child.signalCode });
+      }
+      expect(outcomes).toEqual(Array.from({ length: 8 }, () => ({ code: 0, killedBy: null })));
+    },
+  );
 
-  it.each(['SIGTERM', 'SIGINT'] as const)('shuts down cleanly on %s while serving, letting clients take what is queued', async (signal) => {
-    const cli = await startCli(['--port', '0', '--host', '127.0.0.1']);
-    const [alice, bob] = await connectJoined(cli.port, 2);
-    await alice.write('before shutdown');
-    await bob.waitForText('before shutdown');
-    cli.child.kill(signal);
-    expect(await exitWithin(cli.exited)).toBe(0);
-    expect(cli.stderr()).toContain(signal);
-    await alice.waitForClose();
-    await bob.waitForClose();
-  });
+  it.each(['SIGTERM', 'SIGINT'] as const)(
+    'shuts down cleanly on %s while serving, letting clients take what is queued',
+    async (signal) => {
+      const cli = await startCli(['--port', '0', '--host', '127.0.0.1']);
+      const [alice, bob] = await connectJoined(cli.port, 2);
+      await alice.write('before shutdown');
+      await bob.waitForText('before shutdown');
+      cli.child.kill(signal);
+      expect(await exitWithin(cli.exited)).toBe(0);
+      expect(cli.stderr()).toContain(signal);
+      await alice.waitForClose();
+      await bob.waitForClose();
+    },
+  );
 
   it('exits non-zero with a clear message when the port is in use', async () => {
     const blocker = net.createServer();

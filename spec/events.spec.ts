@@ -14,7 +14,9 @@ describe('events', () => {
 
   it("emits 'connect' with the client once it joined", async () => {
     const connected: Array<[Client, boolean]> = [];
-    const { mux, port } = await startMux({}, (m) => m.on('connect', (client) => connected.push([client, m.clients.has(client)])));
+    const { mux, port } = await startMux({}, (m) =>
+      m.on('connect', (client) => connected.push([client, m.clients.has(client)])),
+    );
     const [alice] = await connectAll(mux, port, 1);
     const aliceOnServer = await joined(mux, alice);
     await waitFor(() => connected.length === 1, 'the connect event');

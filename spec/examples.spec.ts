@@ -64,9 +64,18 @@ describe('examples/access-control', () => {
     const bannedFile = join(dir, 'banned.txt');
     writeFileSync(bannedFile, '# banned for spamming\n127.0.0.3\n');
     const lines: string[] = [];
-    const logged = (text: string): (() => boolean) => () => lines.some((line) => line.includes(text));
+    const logged =
+      (text: string): (() => boolean) =>
+      () =>
+        lines.some((line) => line.includes(text));
     const { mux, port } = await started(
-      accessControl.start({ ...LOCAL, allow: ['127.0.0.0/8'], deny: ['127.0.0.2'], bannedFile, log: (line) => lines.push(line) }),
+      accessControl.start({
+        ...LOCAL,
+        allow: ['127.0.0.0/8'],
+        deny: ['127.0.0.2'],
+        bannedFile,
+        log: (line) => lines.push(line),
+      }),
     );
 
     const alice = await connectFrom(port, '127.0.0.1');
@@ -98,7 +107,9 @@ describe('examples/access-control', () => {
 
   it('refuses a client whose address is not on the allow list', async () => {
     const lines: string[] = [];
-    const { mux, port } = await started(accessControl.start({ ...LOCAL, allow: ['::1'], log: (line) => lines.push(line) }));
+    const { mux, port } = await started(
+      accessControl.start({ ...LOCAL, allow: ['::1'], log: (line) => lines.push(line) }),
+    );
     const stranger = await TestClient.connect(port);
     await stranger.waitForClose();
     await waitFor(() => lines.some((line) => line.startsWith('denied 127.0.0.1')), 'the refusal to be logged');
@@ -151,13 +162,22 @@ describe('examples/events', () => {
   it('logs listening, connect, data, deny, limit, error, exit, stats and close', async () => {
     const lines: string[] = [];
     const seen = (pattern: RegExp): Promise<void> =>
-      waitFor(() => lines.some((line) => pattern.test(line)), `a log line like ${pattern} (have ${JSON.stringify(lines)})`);
+      waitFor(
+        () => lines.some((line) => pattern.test(line)),
+        `a log line like ${pattern} (have ${JSON.stringify(lines)})`,
+      );
     const { mux, port } = await started(
       events.start({
         ...LOCAL,
         log: (line) => lines.push(line),
         statsInterval: 20,
-        settings: { framing: 'line', maxClients: 2, maxMessageBytes: 16, lineOverflow: 'discard', debugLevel: 'critical' },
+        settings: {
+          framing: 'line',
+          maxClients: 2,
+          maxMessageBytes: 16,
+          lineOverflow: 'discard',
+          debugLevel: 'critical',
+        },
       }),
     );
     expect(lines).toContain(`listening on 127.0.0.1 port ${port}`);
@@ -207,7 +227,11 @@ describe('examples as programs', () => {
     if (name === 'rooms') await client.waitForText('in #lobby');
     program.kill('SIGTERM');
     await program.exited;
-    expect({ code: program.exitCode, signal: program.signal, stderr: program.stderr }).toEqual({ code: 0, signal: null, stderr: '' });
+    expect({ code: program.exitCode, signal: program.signal, stderr: program.stderr }).toEqual({
+      code: 0,
+      signal: null,
+      stderr: '',
+    });
     await client.waitForClose();
   });
 

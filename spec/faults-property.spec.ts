@@ -39,7 +39,14 @@ const action: fc.Arbitrary<Action> = fc.oneof(
       seed: fc.integer({ min: 1, max: 0x7fffffff }),
     }),
   },
-  { weight: 1, arbitrary: fc.record({ kind: fc.constant('leave' as const), who: fc.nat(MAX_CLIENTS - 1), how: fc.constantFrom('end' as const, 'reset' as const) }) },
+  {
+    weight: 1,
+    arbitrary: fc.record({
+      kind: fc.constant('leave' as const),
+      who: fc.nat(MAX_CLIENTS - 1),
+      how: fc.constantFrom('end' as const, 'reset' as const),
+    }),
+  },
   { weight: 1, arbitrary: fc.record({ kind: fc.constant('join' as const) }) },
 );
 
@@ -135,10 +142,15 @@ async function run(framing: 'raw' | 'line', { initial, sendToOrigin, actions }: 
     // those still connected (or gone with EOF) is broadcast.
     const departures = people.filter((person) => person.left !== null).length;
     await waitFor(() => exits === departures, `${departures} departures to be processed (have ${exits})`);
-    const sentBy = (who: Participant): Buffer => Buffer.concat(broadcast.filter((entry) => entry.port === who.port).map((entry) => entry.message));
+    const sentBy = (who: Participant): Buffer =>
+      Buffer.concat(broadcast.filter((entry) => entry.port === who.port).map((entry) => entry.message));
     for (const person of people) {
       const written = Buffer.concat(person.written);
-      if (person.left !== 'reset') await waitFor(() => sentBy(person).length >= written.length, `client ${person.port}'s ${written.length} bytes to be broadcast`);
+      if (person.left !== 'reset')
+        await waitFor(
+          () => sentBy(person).length >= written.length,
+          `client ${person.port}'s ${written.length} bytes to be broadcast`,
+        );
       const sent = sentBy(person);
       const reason = person.left === null ? undefined : reasons.get(person.port);
       // A client that writes and resets at once is seen by the server as EOF on Linux (the kernel hands
@@ -153,12 +165,19 @@ async function run(framing: 'raw' | 'line', { initial, sendToOrigin, actions }: 
         written.subarray(0, sent.length - 1).equals(sent.subarray(0, sent.length - 1));
       const expected = person.left !== 'reset' ? written : completedAtEof ? sent : written.subarray(0, sent.length);
       // Compared as text so that a failure shows the difference.
-      expect({ client: people.indexOf(person), left: person.left, reason, broadcast: sent.toString('latin1') }).toEqual({
-        client: people.indexOf(person),
-        left: person.left,
-        reason: person.left === null ? undefined : person.left === 'end' ? 'eof' : expect.stringMatching(/^(reset|eof)$/),
-        broadcast: expected.toString('latin1'),
-      });
+      expect({ client: people.indexOf(person), left: person.left, reason, broadcast: sent.toString('latin1') }).toEqual(
+        {
+          client: people.indexOf(person),
+          left: person.left,
+          reason:
+            person.left === null
+              ? undefined
+              : person.left === 'end'
+                ? 'eof'
+                : (expect.stringMatching(/^(reset|eof)$/) as string),
+          broadcast: expected.toString('latin1'),
+        },
+      );
     }
 
     // What a receiver must get: every message broadcast since it joined, from the others (and its own with
@@ -188,10 +207,14 @@ async function run(framing: 'raw' | 'line', { initial, sendToOrigin, actions }: 
 }
 
 describe('broadcast under random chunking, senders, departures and joins (property)', () => {
-  it.each(['raw', 'line'] as const)('delivers to everyone connected what the model says, in %s framing', async (framing) => {
-    await fc.assert(
-      fc.asyncProperty(scenario, (s) => run(framing, s)),
-      { numRuns: 100, interruptAfterTimeLimit: 50_000 },
-    );
-  }, 70_000);
+  it.each(['raw', 'line'] as const)(
+    'delivers to everyone connected what the model says, in %s framing',
+    async (framing) => {
+      await fc.assert(
+        fc.asyncProperty(scenario, (s) => run(framing, s)),
+        { numRuns: 100, interruptAfterTimeLimit: 50_000 },
+      );
+    },
+    70_000,
+  );
 });

@@ -4,7 +4,15 @@ import type { HostileCommand, HostileReport } from './helpers/hostile-server';
 import { connectAll, delay, startMux, waitFor } from './helpers/net';
 import { PatternStream } from './helpers/pattern';
 import { fdCount, Peer, startCli } from './helpers/process';
-import { closed, connectFrom, connectSocket, PatternReceiver, randomBytes, sendPattern, untilEveryoneHears } from './helpers/streams';
+import {
+  closed,
+  connectFrom,
+  connectSocket,
+  PatternReceiver,
+  randomBytes,
+  sendPattern,
+  untilEveryoneHears,
+} from './helpers/streams';
 
 const MiB = 1024 * 1024;
 const ignore = (): void => undefined;
@@ -40,7 +48,11 @@ describe('a reset mid-broadcast', () => {
     const total = 48 * MiB;
     const sending = sendPattern(sender, pattern, total);
     const backloggedOnServer = serverSide(mux.clients, backlogged.localPort);
-    await waitFor(() => (backloggedOnServer?.queuedBytes ?? 0) >= mux.config('highWaterMark'), 'a backlog for the paused client', 20_000);
+    await waitFor(
+      () => (backloggedOnServer?.queuedBytes ?? 0) >= mux.config('highWaterMark'),
+      'a backlog for the paused client',
+      20_000,
+    );
     backlogged.resetAndDestroy();
     expect(await sending).toBe(total);
     for (const receiver of receivers) await receiver.waitForBytes(total);
@@ -101,7 +113,11 @@ describe('connection churn', () => {
     const before = fdCount('self');
 
     await churn(3000, 25, (index) => cycle(index + 1));
-    await waitFor(() => mux.stats().connections === 0, `connections back to 0 (have ${mux.stats().connections})`, 10_000);
+    await waitFor(
+      () => mux.stats().connections === 0,
+      `connections back to 0 (have ${mux.stats().connections})`,
+      10_000,
+    );
     await waitFor(() => fdCount('self') <= before, `descriptors back to ${before} (have ${fdCount('self')})`, 10_000);
     const after = fdCount('self');
     console.log(`churn in process: ${before} descriptors before 3,000 cycles, ${after} after`);
@@ -139,7 +155,11 @@ describe('connection churn', () => {
     await delay(200);
     const before = fdCount(cli.pid);
     await churn(3000, 25, cycle);
-    await waitFor(() => fdCount(cli.pid) <= before, `CLI descriptors back to ${before} (have ${fdCount(cli.pid)})`, 15_000);
+    await waitFor(
+      () => fdCount(cli.pid) <= before,
+      `CLI descriptors back to ${before} (have ${fdCount(cli.pid)})`,
+      15_000,
+    );
     const after = fdCount(cli.pid);
     console.log(`churn against the CLI: ${before} descriptors before 3,000 cycles, ${after} after`);
     expect(after).toBe(before);
@@ -175,8 +195,16 @@ describe('connection churn', () => {
     await Promise.all(storm);
     await talking;
 
-    await waitFor(() => mux.stats().connections === 2, `connections back to 2 (have ${mux.stats().connections})`, 10_000);
-    await waitFor(() => fdCount('self') <= fdsBefore, `descriptors back to ${fdsBefore} (have ${fdCount('self')})`, 10_000);
+    await waitFor(
+      () => mux.stats().connections === 2,
+      `connections back to 2 (have ${mux.stats().connections})`,
+      10_000,
+    );
+    await waitFor(
+      () => fdCount('self') <= fdsBefore,
+      `descriptors back to ${fdsBefore} (have ${fdCount('self')})`,
+      10_000,
+    );
     const halfLines = 'half a li\n'.repeat(100).length;
     await listener.waitForBytes(lines.join('').length + halfLines, 10_000);
     await talker.waitForBytes(halfLines, 10_000);
@@ -250,7 +278,10 @@ describe('a flooding sender with a slow async filter', () => {
       }),
     );
     const pattern = new PatternStream();
-    const receivers = await Promise.all([PatternReceiver.connect(port, pattern), PatternReceiver.connect(port, pattern)]);
+    const receivers = await Promise.all([
+      PatternReceiver.connect(port, pattern),
+      PatternReceiver.connect(port, pattern),
+    ]);
     const sender = await connectSocket(port);
     await waitFor(() => mux.clients.size === 3, 'all to join');
     const onServer = serverSide(mux.clients, sender.localPort);
@@ -265,7 +296,9 @@ describe('a flooding sender with a slow async filter', () => {
     for (const receiver of receivers) await receiver.waitForBytes(total, 60_000);
     clearInterval(sampler);
     expect(await sending).toBe(total);
-    console.log(`async filter flood: at most ${maxPending} bytes pending for the sender (maxPendingBytes ${maxPendingBytes})`);
+    console.log(
+      `async filter flood: at most ${maxPending} bytes pending for the sender (maxPendingBytes ${maxPendingBytes})`,
+    );
     expect(sawPaused).toBe(true);
     // One read (64 KiB) may land after the bound is passed, never more.
     expect(maxPending).toBeLessThanOrEqual(maxPendingBytes + 64 * 1024);
@@ -275,7 +308,10 @@ describe('a flooding sender with a slow async filter', () => {
 
 describe('a reader that stops and starts just under stallTimeout', () => {
   /** Time for 64 MiB from one sender to reach two healthy receivers, with a third client `third` behaving as told. */
-  async function floodTime(stallTimeout: number, third: (socket: net.Socket, stopped: () => boolean) => Promise<void>): Promise<number> {
+  async function floodTime(
+    stallTimeout: number,
+    third: (socket: net.Socket, stopped: () => boolean) => Promise<void>,
+  ): Promise<number> {
     const { mux, port } = await startMux({ stallTimeout });
     const pattern = new PatternStream();
     const receivers = [await PatternReceiver.connect(port, pattern), await PatternReceiver.connect(port, pattern)];
@@ -307,7 +343,9 @@ describe('a reader that stops and starts just under stallTimeout', () => {
         await delay(20);
       }
     });
-    console.log(`64 MiB to two receivers: ${baseline} ms with a third that reads, ${oscillating} ms with one that stops for ${stallTimeout - 100} ms at a time (stallTimeout ${stallTimeout})`);
+    console.log(
+      `64 MiB to two receivers: ${baseline} ms with a third that reads, ${oscillating} ms with one that stops for ${stallTimeout - 100} ms at a time (stallTimeout ${stallTimeout})`,
+    );
     // A slow reader may hold senders back once (that is what stallTimeout is for); after that it lags
     // and must not be able to do it again and again by reading a little just in time.
     expect(oscillating).toBeLessThan(3 * baseline + stallTimeout + 1_500);
@@ -316,7 +354,11 @@ describe('a reader that stops and starts just under stallTimeout', () => {
 
 describe('a reader that pauses with little room between highWaterMark and maxQueuedBytes', () => {
   it('holds the sender back instead of passing maxQueuedBytes (congestion is seen before the room runs out)', async () => {
-    const { mux, port } = await startMux({ highWaterMark: 64 * 1024, maxQueuedBytes: 256 * 1024, stallTimeout: 10_000 });
+    const { mux, port } = await startMux({
+      highWaterMark: 64 * 1024,
+      maxQueuedBytes: 256 * 1024,
+      stallTimeout: 10_000,
+    });
     const exits: string[] = [];
     mux.on('exit', (client, reason) => exits.push(`${client.id}:${reason}`));
     const [sender, receiver] = await connectAll(mux, port, 2);
@@ -332,7 +374,11 @@ describe('a reader that pauses with little room between highWaterMark and maxQue
     receiver.socket.resume();
     await writing;
     await waitFor(() => receiver.received >= total || receiver.closed, 'the receiver to get everything', 15_000);
-    expect({ exits, received: receiver.received, slowConsumers: mux.stats().disconnects['slow-consumer'] }).toEqual({ exits: [], received: total, slowConsumers: 0 });
+    expect({ exits, received: receiver.received, slowConsumers: mux.stats().disconnects['slow-consumer'] }).toEqual({
+      exits: [],
+      received: total,
+      slowConsumers: 0,
+    });
   }, 30_000);
 });
 
@@ -422,13 +468,17 @@ describe('destroy({ timeout }) with a stalled reader', () => {
 
 describe('accept errors (EMFILE)', () => {
   it('are survived: the CLI keeps serving once descriptors are free again', async () => {
-    const cli = await startCli(['--host', '127.0.0.1', '--port', '0'], { wrapper: ['prlimit', '--nofile=48:48', '--'] });
+    const cli = await startCli(['--host', '127.0.0.1', '--port', '0'], {
+      wrapper: ['prlimit', '--nofile=48:48', '--'],
+    });
     const burst = await Promise.all(Array.from({ length: 80 }, () => connectSocket(cli.port).catch(() => null)));
     for (const socket of burst) socket?.on('data', ignore);
     await delay(500);
     expect(cli.child.exitCode).toBeNull();
     // The limit was reached: the kernel accepted all 80, the server had to close some of them at once.
-    expect(burst.filter((socket) => socket === null || socket.readableEnded || socket.destroyed).length).toBeGreaterThan(0);
+    expect(
+      burst.filter((socket) => socket === null || socket.readableEnded || socket.destroyed).length,
+    ).toBeGreaterThan(0);
     for (const socket of burst) socket?.destroy();
     await delay(300);
     const [alice, bob] = [await connectFrom(cli.port, '127.0.0.1'), await connectFrom(cli.port, '127.0.0.1')];
@@ -468,7 +518,9 @@ describe('user code that throws or rejects', () => {
     const peer: HostilePeer = new Peer('hostile-server.ts', {});
     const { port } = await peer.next('listening', 20_000);
     const [alice, bob] = [await connectFrom(port, '127.0.0.1'), await connectFrom(port, '127.0.0.1')];
-    const refused = await Promise.all(['127.0.0.2', '127.0.0.3', '127.0.0.4'].map((address) => connectFrom(port, address)));
+    const refused = await Promise.all(
+      ['127.0.0.2', '127.0.0.3', '127.0.0.4'].map((address) => connectFrom(port, address)),
+    );
     for (const client of refused) await client.waitForClose();
     await delay(50);
 

@@ -1,5 +1,13 @@
 import { randomBytes } from 'node:crypto';
-import { Multiplexer, type Client, type Decoder, type ErrorContext, type FilterResult, type Framing, type MessageSink } from '../lib';
+import {
+  Multiplexer,
+  type Client,
+  type Decoder,
+  type ErrorContext,
+  type FilterResult,
+  type Framing,
+  type MessageSink,
+} from '../lib';
 import { connectAll, delay, startMux, waitFor } from './helpers/net';
 import { joined, serve } from './helpers/serve';
 

@@ -36,7 +36,9 @@ const line = (maxMessageBytes = 1024 * 1024): LineDecoder => new LineDecoder({ m
 
 /** Cuts `bytes` at the given offsets (taken modulo its length), in order. */
 function chunked(bytes: Buffer, cuts: number[]): Buffer[] {
-  const points = [...new Set(cuts.map((cut) => (bytes.length === 0 ? 0 : cut % (bytes.length + 1))))].sort((a, b) => a - b);
+  const points = [...new Set(cuts.map((cut) => (bytes.length === 0 ? 0 : cut % (bytes.length + 1))))].sort(
+    (a, b) => a - b,
+  );
   const chunks: Buffer[] = [];
   let start = 0;
   for (const point of points) {
@@ -84,7 +86,10 @@ function model(bytes: Buffer, max: number): { lines: string[]; wires: string[]; 
 
 /** Bytes rich in the characters that matter to line framing. */
 const streamBytes = fc
-  .array(fc.oneof(fc.constant(0x0a), fc.constant(0x0d), fc.integer({ min: 0, max: 255 }), fc.constantFrom(0x61, 0x62)), { maxLength: 300 })
+  .array(
+    fc.oneof(fc.constant(0x0a), fc.constant(0x0d), fc.integer({ min: 0, max: 255 }), fc.constantFrom(0x61, 0x62)),
+    { maxLength: 300 },
+  )
   .map((values) => Buffer.from(values));
 
 describe('rawFraming', () => {
@@ -281,17 +286,22 @@ describe('LineDecoder', () => {
   describe('properties', () => {
     it('yields the same lines, wires and overflows for any chunking of a byte stream', () => {
       fc.assert(
-        fc.property(streamBytes, fc.array(fc.nat(), { maxLength: 20 }), fc.integer({ min: 1, max: 40 }), (bytes, cuts, max) => {
-          fc.pre(!hasCrlfLineAtLimit(bytes, max));
-          const expected = model(bytes, max);
-          const whole = feed(line(max), [bytes], true);
-          const pieces = feed(line(max), chunked(bytes, cuts), true);
-          expect(pieces.lines).toEqual(expected.lines);
-          expect(pieces.wireText).toEqual(expected.wires);
-          expect(pieces.overflows).toHaveLength(expected.overflows);
-          expect(whole.lines).toEqual(pieces.lines);
-          expect(whole.wireText).toEqual(pieces.wireText);
-        }),
+        fc.property(
+          streamBytes,
+          fc.array(fc.nat(), { maxLength: 20 }),
+          fc.integer({ min: 1, max: 40 }),
+          (bytes, cuts, max) => {
+            fc.pre(!hasCrlfLineAtLimit(bytes, max));
+            const expected = model(bytes, max);
+            const whole = feed(line(max), [bytes], true);
+            const pieces = feed(line(max), chunked(bytes, cuts), true);
+            expect(pieces.lines).toEqual(expected.lines);
+            expect(pieces.wireText).toEqual(expected.wires);
+            expect(pieces.overflows).toHaveLength(expected.overflows);
+            expect(whole.lines).toEqual(pieces.lines);
+            expect(whole.wireText).toEqual(pieces.wireText);
+          },
+        ),
         { numRuns: 500 },
       );
     });

@@ -13,7 +13,10 @@ describe('a data filter that returns something other than data', () => {
     const [alice, bob] = await connectAll(mux, port, 2);
     await alice.write('one\ntwo\n');
     await bob.waitForText('one\ntwo\n');
-    expect(errors.map((error) => error.message)).toEqual([expect.stringContaining('a number'), expect.stringContaining('a number')]);
+    expect(errors.map((error) => error.message)).toEqual([
+      expect.stringContaining('a number'),
+      expect.stringContaining('a number'),
+    ]);
     expect(mux.stats().filterErrors).toBe(2);
   });
 });

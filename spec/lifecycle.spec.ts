@@ -1,5 +1,4 @@
 import { existsSync, mkdtempSync, rmSync } from 'node:fs';
-import type { AddressInfo } from 'node:net';
 import * as net from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -8,7 +7,9 @@ import { connectAll, delay, onTeardown, startMux, TestClient, waitFor } from './
 import { connectPath, joined, serve, serverSideOf } from './helpers/serve';
 
 /** Records every exit filter call and exit event of a multiplexer, in order. */
-function recordExits<S extends object>(mux: Multiplexer<S>): Array<{ via: 'filter' | 'event'; id: number; reason: ExitReason; error?: Error }> {
+function recordExits<S extends object>(
+  mux: Multiplexer<S>,
+): Array<{ via: 'filter' | 'event'; id: number; reason: ExitReason; error?: Error }> {
   const log: Array<{ via: 'filter' | 'event'; id: number; reason: ExitReason; error?: Error }> = [];
   mux.addExitFilter((client, reason) => {
     log.push({ via: 'filter', id: client.id, reason });
@@ -27,7 +28,7 @@ describe('listen', () => {
   it('resolves with the bound address when listening on port 0', async () => {
     const mux = new Multiplexer({ debugLevel: 'critical' });
     onTeardown(() => mux.destroy());
-    const address = (await mux.listen({ port: 0, host: '127.0.0.1' })) as AddressInfo;
+    const address = await mux.listen({ port: 0, host: '127.0.0.1' });
     expect(address.address).toBe('127.0.0.1');
     expect(address.port).toBeGreaterThan(0);
     expect(mux.address()).toEqual(address);
@@ -38,7 +39,7 @@ describe('listen', () => {
   it('takes a port number', async () => {
     const mux = new Multiplexer({ debugLevel: 'critical' });
     onTeardown(() => mux.destroy());
-    const address = (await mux.listen(0)) as AddressInfo;
+    const address = await mux.listen(0);
     expect(address.port).toBeGreaterThan(0);
   });
 
@@ -46,7 +47,9 @@ describe('listen', () => {
     const { port } = await startMux();
     const second = new Multiplexer({ debugLevel: 'critical' });
     onTeardown(() => second.destroy());
-    const error = (await second.listen({ port, host: '127.0.0.1' }).catch((caught: unknown) => caught)) as NodeJS.ErrnoException;
+    const error = (await second
+      .listen({ port, host: '127.0.0.1' })
+      .catch((caught: unknown) => caught)) as NodeJS.ErrnoException;
     expect(error).toBeInstanceOf(Error);
     expect(error.code).toBe('EADDRINUSE');
     expect(error.message).toContain(String(port));
@@ -58,7 +61,7 @@ describe('listen', () => {
     const second = new Multiplexer({ debugLevel: 'critical' });
     onTeardown(() => second.destroy());
     await expect(second.listen({ port, host: '127.0.0.1' })).rejects.toThrow();
-    const address = (await second.listen({ port: 0, host: '127.0.0.1' })) as AddressInfo;
+    const address = await second.listen({ port: 0, host: '127.0.0.1' });
     expect(address.port).not.toBe(port);
   });
 
@@ -104,7 +107,9 @@ describe('listen', () => {
     onTeardown(() => {
       // Only reached when this test fails: close the server the multiplexer left open, so jest can exit.
       const internals = mux as unknown as { server: net.Server | null };
-      return new Promise<void>((resolve) => (internals.server?.listening === true ? internals.server.close(() => resolve()) : resolve()));
+      return new Promise<void>((resolve) =>
+        internals.server?.listening === true ? internals.server.close(() => resolve()) : resolve(),
+      );
     });
     const listening = mux.listen({ port: 0, host: '127.0.0.1' }).then(
       (address) => address,
@@ -129,7 +134,7 @@ describe('init', () => {
   it('is the Tcl name of listen(port)', async () => {
     const mux = new Multiplexer({ debugLevel: 'critical' });
     onTeardown(() => mux.destroy());
-    const address = (await mux.init(0)) as AddressInfo;
+    const address = await mux.init(0);
     expect(address.port).toBeGreaterThan(0);
     const [alice, bob] = await connectAll(mux, address.port, 2);
     await alice.write('via init');
@@ -192,6 +197,7 @@ describe('leaving', () => {
       ['event', 'reset'],
     ]);
     expect(exits[1].id).toBe(id);
+    // eslint-disable-next-line @typescript-eslint/no-unnecessary-type-assertion -- needed by tsc (jest types)
     expect((exits[1].error as NodeJS.ErrnoException | undefined)?.code).toBe('ECONNRESET');
   });
 
@@ -233,7 +239,11 @@ describe('leaving', () => {
     const clients = await connectAll(mux, port, 3);
     await mux.destroy();
     await Promise.all(clients.map((client) => client.waitForClose()));
-    expect(exits.filter(({ via }) => via === 'filter').map(({ reason }) => reason)).toEqual(['destroy', 'destroy', 'destroy']);
+    expect(exits.filter(({ via }) => via === 'filter').map(({ reason }) => reason)).toEqual([
+      'destroy',
+      'destroy',
+      'destroy',
+    ]);
     expect(exits.filter(({ via }) => via === 'event')).toHaveLength(3);
     expect(new Set(exits.map(({ id }) => id)).size).toBe(3);
     expect(mux.stats().disconnects.destroy).toBe(3);
@@ -287,7 +297,9 @@ describe('leaving', () => {
 
   it('passes exit filters the client and the reason, after it left the broadcast', async () => {
     const seen: Array<[Client, ExitReason, boolean]> = [];
-    const { mux, port } = await startMux({}, (m) => m.addExitFilter((client, reason) => seen.push([client, reason, m.clients.has(client)])));
+    const { mux, port } = await startMux({}, (m) =>
+      m.addExitFilter((client, reason) => seen.push([client, reason, m.clients.has(client)])),
+    );
     const [alice] = await connectAll(mux, port, 1);
     const aliceOnServer = await joined(mux, alice);
     alice.end();
@@ -517,7 +529,14 @@ describe('stats', () => {
   it('counts connections, messages and bytes in and out, and departures by reason', async () => {
     const { mux, port } = await startMux({ framing: 'line' });
     const [alice, bob, carol] = await connectAll(mux, port, 3);
-    expect(mux.stats()).toMatchObject({ connections: 3, clients: 3, messagesIn: 0, bytesIn: 0, messagesOut: 0, bytesOut: 0 });
+    expect(mux.stats()).toMatchObject({
+      connections: 3,
+      clients: 3,
+      messagesIn: 0,
+      bytesIn: 0,
+      messagesOut: 0,
+      bytesOut: 0,
+    });
     await alice.write('hello\nworld\n');
     await bob.waitForText('world\n');
     await carol.waitForText('world\n');

@@ -3,7 +3,14 @@ import type { Client, DenyReason, ExitReason, LimitKind, Multiplexer } from '../
 import { connectAll, delay, startMux, TestClient, waitFor } from './helpers/net';
 import { PatternStream } from './helpers/pattern';
 import { runCli, startCli } from './helpers/process';
-import { afterProbes, connectFrom, connectSocket, PatternReceiver, sendPattern, untilEveryoneHears } from './helpers/streams';
+import {
+  afterProbes,
+  connectFrom,
+  connectSocket,
+  PatternReceiver,
+  sendPattern,
+  untilEveryoneHears,
+} from './helpers/streams';
 
 /** Records the events that say why a limit acted. */
 function recorder(): {
@@ -33,27 +40,34 @@ describe('over-long lines in line framing (maxMessageBytes)', () => {
   describe("lineOverflow: 'disconnect'", () => {
     it.each([
       ['in one chunk with its newline', (line: Buffer) => [line]],
-      ['in many chunks', (line: Buffer) => Array.from({ length: Math.ceil(line.length / 100) }, (_, i) => line.subarray(i * 100, i * 100 + 100))],
+      [
+        'in many chunks',
+        (line: Buffer) =>
+          Array.from({ length: Math.ceil(line.length / 100) }, (_, i) => line.subarray(i * 100, i * 100 + 100)),
+      ],
       ['without a newline at all', (line: Buffer) => [line.subarray(0, line.length - 1)]],
-    ])('tells the client and disconnects it with reason line-too-long, never broadcasting part of the line (%s)', async (_shape, pieces) => {
-      const events = recorder();
-      const { mux, port } = await startMux({ framing: 'line', maxMessageBytes: max }, events.attach);
-      const [offender, receiver, other] = await connectAll(mux, port, 3);
-      await offender.write('short line\n');
-      await receiver.waitForText('short line\n');
-      const long = Buffer.from(`${'x'.repeat(max + 1)}\n`);
-      for (const piece of pieces(long)) {
-        await offender.write(piece);
-        await delay(1);
-      }
-      await offender.waitForClose();
-      await other.write('after\n');
-      await receiver.waitForText('after\n');
-      expect(receiver.text).toBe('short line\nafter\n');
-      expect(offender.text).toMatch(/^error: message longer than 1024 bytes; closing\n$/);
-      expect(events.exits.map((exit) => exit.reason)).toEqual(['line-too-long']);
-      expect(mux.stats().disconnects['line-too-long']).toBe(1);
-    });
+    ])(
+      'tells the client and disconnects it with reason line-too-long, never broadcasting part of the line (%s)',
+      async (_shape, pieces) => {
+        const events = recorder();
+        const { mux, port } = await startMux({ framing: 'line', maxMessageBytes: max }, events.attach);
+        const [offender, receiver, other] = await connectAll(mux, port, 3);
+        await offender.write('short line\n');
+        await receiver.waitForText('short line\n');
+        const long = Buffer.from(`${'x'.repeat(max + 1)}\n`);
+        for (const piece of pieces(long)) {
+          await offender.write(piece);
+          await delay(1);
+        }
+        await offender.waitForClose();
+        await other.write('after\n');
+        await receiver.waitForText('after\n');
+        expect(receiver.text).toBe('short line\nafter\n');
+        expect(offender.text).toMatch(/^error: message longer than 1024 bytes; closing\n$/);
+        expect(events.exits.map((exit) => exit.reason)).toEqual(['line-too-long']);
+        expect(mux.stats().disconnects['line-too-long']).toBe(1);
+      },
+    );
 
     it('broadcasts nothing that the client sent after the over-long line, even in the same chunk', async () => {
       const events = recorder();
@@ -84,7 +98,10 @@ describe('over-long lines in line framing (maxMessageBytes)', () => {
   describe("lineOverflow: 'discard'", () => {
     it('skips the rest of the line, tells the client, reports a limit, and keeps the client', async () => {
       const events = recorder();
-      const { mux, port } = await startMux({ framing: 'line', maxMessageBytes: max, lineOverflow: 'discard' }, events.attach);
+      const { mux, port } = await startMux(
+        { framing: 'line', maxMessageBytes: max, lineOverflow: 'discard' },
+        events.attach,
+      );
       const [sender, receiver] = await connectAll(mux, port, 2);
       await sender.write('a\n');
       // Over-long in one chunk, then over-long across chunks with a newline only at the very end.
@@ -106,7 +123,16 @@ describe('over-long lines in line framing (maxMessageBytes)', () => {
   });
 
   it('applies from the CLI: --framing line --max-message-bytes (disconnect)', async () => {
-    const cli = await startCli(['--host', '127.0.0.1', '--port', '0', '--framing', 'line', '--max-message-bytes', '100']);
+    const cli = await startCli([
+      '--host',
+      '127.0.0.1',
+      '--port',
+      '0',
+      '--framing',
+      'line',
+      '--max-message-bytes',
+      '100',
+    ]);
     const [offender, receiver] = await Promise.all([TestClient.connect(cli.port), TestClient.connect(cli.port)]);
     await untilEveryoneHears(offender, [receiver]);
     await offender.write(`${'n'.repeat(101)}\nnot sent\n`);
@@ -301,7 +327,10 @@ describe('rate limits', () => {
 
   it("disconnects a sender past the limit with reason rate-limit under rateLimitAction 'disconnect'", async () => {
     const events = recorder();
-    const { mux, port } = await startMux({ framing: 'line', maxMessagesPerSecond: 5, rateLimitAction: 'disconnect' }, events.attach);
+    const { mux, port } = await startMux(
+      { framing: 'line', maxMessagesPerSecond: 5, rateLimitAction: 'disconnect' },
+      events.attach,
+    );
     const [sender, receiver] = await connectAll(mux, port, 2);
     const lines = Array.from({ length: 20 }, (_, i) => `line ${i}\n`);
     await sender.write(lines.join(''));
@@ -318,7 +347,16 @@ describe('rate limits', () => {
   });
 
   it('applies from the CLI (--max-bytes-per-second --rate-limit-action disconnect)', async () => {
-    const cli = await startCli(['--host', '127.0.0.1', '--port', '0', '--max-bytes-per-second', '1000', '--rate-limit-action', 'disconnect']);
+    const cli = await startCli([
+      '--host',
+      '127.0.0.1',
+      '--port',
+      '0',
+      '--max-bytes-per-second',
+      '1000',
+      '--rate-limit-action',
+      'disconnect',
+    ]);
     const [flooder, receiver] = await Promise.all([TestClient.connect(cli.port), TestClient.connect(cli.port)]);
     await untilEveryoneHears(receiver, [flooder]);
     await flooder.write(Buffer.alloc(10_000, 0x41)).catch(() => undefined);
@@ -340,7 +378,16 @@ describe('allow and deny lists on the CLI (--allow, --deny)', () => {
   }
 
   it('lets in only the --allow addresses and ranges, minus --deny', async () => {
-    const cli = await startCli(['--host', '127.0.0.1', '--port', '0', '--allow', '127.0.0.0/30,127.0.0.9', '--deny', '127.0.0.2']);
+    const cli = await startCli([
+      '--host',
+      '127.0.0.1',
+      '--port',
+      '0',
+      '--allow',
+      '127.0.0.0/30,127.0.0.9',
+      '--deny',
+      '127.0.0.2',
+    ]);
     const [talker, witness] = [await connectFrom(cli.port, '127.0.0.1'), await connectFrom(cli.port, '127.0.0.1')];
     expect(await admitted(cli.port, '127.0.0.3', witness, talker)).toBe(true);
     expect(await admitted(cli.port, '127.0.0.9', witness, talker)).toBe(true);

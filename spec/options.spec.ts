@@ -141,12 +141,25 @@ describe('config()', () => {
 
 describe('constructor options', () => {
   it('sets any setting by its camelCase name', () => {
-    const mux = new Multiplexer({ sendToOrigin: true, debugLevel: 'error', maxClients: 5, slowConsumer: 'drop-oldest' });
-    expect(mux.config()).toEqual({ ...DEFAULTS, sendToOrigin: true, debugLevel: 'error', maxClients: 5, slowConsumer: 'drop-oldest' });
+    const mux = new Multiplexer({
+      sendToOrigin: true,
+      debugLevel: 'error',
+      maxClients: 5,
+      slowConsumer: 'drop-oldest',
+    });
+    expect(mux.config()).toEqual({
+      ...DEFAULTS,
+      sendToOrigin: true,
+      debugLevel: 'error',
+      maxClients: 5,
+      slowConsumer: 'drop-oldest',
+    });
   });
 
   it('validates values up front, with Tcl-style values accepted as in config()', () => {
-    const loose = { sendToOrigin: 'yes', maxQueuedBytes: '65536' } as unknown as ConstructorParameters<typeof Multiplexer>[0];
+    const loose = { sendToOrigin: 'yes', maxQueuedBytes: '65536' } as unknown as ConstructorParameters<
+      typeof Multiplexer
+    >[0];
     const mux = new Multiplexer(loose);
     expect(mux.config('sendToOrigin')).toBe(true);
     expect(mux.config('maxQueuedBytes')).toBe(65536);

@@ -1,6 +1,6 @@
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
-import * as tls from 'node:tls';
+import type * as tls from 'node:tls';
 import { Multiplexer } from '../lib';
 import { delay, onTeardown, startMux, TestClient, waitFor } from './helpers/net';
 import { expectWhole, fdCount, floodPeer, RssSampler, runCli, startCli } from './helpers/process';
@@ -61,7 +61,11 @@ describe('TLS', () => {
     const plain = await TestClient.connect(port);
     plain.end(); // TCP connect and EOF, no handshake at all
     await delay(200);
-    const outcome = await within(mux.destroy({ timeout: 200 }).then(() => 'destroyed'), 3_000, 'still pending after 3 s');
+    const outcome = await within(
+      mux.destroy({ timeout: 200 }).then(() => 'destroyed'),
+      3_000,
+      'still pending after 3 s',
+    );
     expect(outcome).toBe('destroyed');
     await alice.waitForClose();
   }, 20_000);
@@ -110,19 +114,37 @@ describe('TLS', () => {
     await delay(100);
     const before = fdCount(cli.pid);
     for (let i = 0; i < 10; i += 1) {
-      await expect(TestClient.connect(cli.port, { tls: { servername: 'localhost' } })).rejects.toThrow(/self[- ]signed/);
+      await expect(TestClient.connect(cli.port, { tls: { servername: 'localhost' } })).rejects.toThrow(
+        /self[- ]signed/,
+      );
       const plain = await TestClient.connect(cli.port);
       plain.end(); // TCP connect and EOF, no handshake at all
     }
-    await waitFor(() => fdCount(cli.pid) <= before, `CLI descriptors back to ${before} (have ${fdCount(cli.pid)})`, 5_000);
+    await waitFor(
+      () => fdCount(cli.pid) <= before,
+      `CLI descriptors back to ${before} (have ${fdCount(cli.pid)})`,
+      5_000,
+    );
     expect(probe.closed).toBe(false);
   }, 20_000);
 
   it('applies --max-connections-per-address to TLS connections that never handshake', async () => {
-    const cli = await startCli(['--host', '127.0.0.1', '--port', '0', ...TLS_FLAGS, '--max-connections-per-address', '2']);
+    const cli = await startCli([
+      '--host',
+      '127.0.0.1',
+      '--port',
+      '0',
+      ...TLS_FLAGS,
+      '--max-connections-per-address',
+      '2',
+    ]);
     const silent = await Promise.all(Array.from({ length: 10 }, () => TestClient.connect(cli.port)));
     // Excess connections are closed at once (issue 3); at most 2 may stay open from this address.
-    await waitFor(() => silent.filter((client) => !client.closed && !client.ended).length <= 2, 'the excess connections to be closed', 3_000);
+    await waitFor(
+      () => silent.filter((client) => !client.closed && !client.ended).length <= 2,
+      'the excess connections to be closed',
+      3_000,
+    );
   }, 20_000);
 
   it('listens with TLS from the CLI (--tls-cert, --tls-key)', async () => {
@@ -147,7 +169,9 @@ describe('TLS', () => {
     const peer = floodPeer(cli.port, { receivers: 4, totalBytes: 48 * MiB, tlsCa: cert.toString(), timeoutMs: 60_000 });
     const flooded = await peer.next('flooded', 90_000);
     const peak = rss.stop();
-    console.log(`TLS flood: 48 MiB to 4 receivers in ${flooded.floodMs} ms; CLI peak RSS ${(peak / MiB).toFixed(1)} MiB`);
+    console.log(
+      `TLS flood: 48 MiB to 4 receivers in ${flooded.floodMs} ms; CLI peak RSS ${(peak / MiB).toFixed(1)} MiB`,
+    );
     expect(flooded.timedOut).toBe(false);
     expectWhole(flooded.healthy, 48 * MiB);
     expect(peak).toBeLessThan(256 * MiB);
@@ -161,7 +185,14 @@ describe('TLS', () => {
   }, 120_000);
 
   it('exits 2 with a message when the TLS files cannot be read, or only one is given', async () => {
-    const missing = runCli(['--port', '0', '--tls-cert', join(__dirname, 'fixtures', 'no-such-cert.pem'), '--tls-key', KEY_PATH]);
+    const missing = runCli([
+      '--port',
+      '0',
+      '--tls-cert',
+      join(__dirname, 'fixtures', 'no-such-cert.pem'),
+      '--tls-key',
+      KEY_PATH,
+    ]);
     expect(await missing.exited).toBe(2);
     expect(missing.stderr()).toMatch(/TLS/);
     const half = runCli(['--port', '0', '--tls-cert', CERT_PATH]);

@@ -21,7 +21,11 @@ function mtime(path: string): number {
 
 /** The newest modification time of the .ts files directly in `dir`. */
 function newestSource(dir: string): number {
-  return Math.max(...readdirSync(dir).filter((name) => name.endsWith('.ts')).map((name) => mtime(join(dir, name))));
+  return Math.max(
+    ...readdirSync(dir)
+      .filter((name) => name.endsWith('.ts'))
+      .map((name) => mtime(join(dir, name))),
+  );
 }
 
 /** True when one of `outputs` is missing or older than a source file of lib/ or examples/. */
@@ -63,9 +67,16 @@ export function ensureBuilt(outputs: readonly string[] = [CLI]): void {
   try {
     if (!outdated(outputs)) return;
     const tsc = join(ROOT, 'node_modules', 'typescript', 'bin', 'tsc');
-    const result = spawnSync(process.execPath, [tsc, '-p', 'tsconfig.build.json'], { cwd: ROOT, encoding: 'utf8', timeout: 120_000 });
+    const result = spawnSync(process.execPath, [tsc, '-p', 'tsconfig.build.json'], {
+      cwd: ROOT,
+      encoding: 'utf8',
+      timeout: 120_000,
+    });
     const missing = outputs.filter((file) => mtime(file) < 0);
-    if (missing.length > 0) throw new Error(`build failed (exit ${result.status}), missing ${missing.join(', ')}:\n${result.stdout}${result.stderr}`);
+    if (missing.length > 0)
+      throw new Error(
+        `build failed (exit ${result.status}), missing ${missing.join(', ')}:\n${result.stdout}${result.stderr}`,
+      );
   } finally {
     rmdirSync(LOCK);
   }

@@ -61,7 +61,10 @@ class Receiver {
   tail = Buffer.alloc(0);
   private pending = Buffer.alloc(0);
 
-  constructor(readonly socket: net.Socket, pattern: PatternStream) {
+  constructor(
+    readonly socket: net.Socket,
+    pattern: PatternStream,
+  ) {
     this.verifier = new PatternVerifier(pattern);
     socket.on('data', (chunk: Buffer) => this.onData(chunk));
     socket.on('error', (error: NodeJS.ErrnoException) => (this.error = error.code ?? error.message));
@@ -70,7 +73,9 @@ class Receiver {
 
   private onData(chunk: Buffer): void {
     this.lastDataAt = Date.now();
-    this.tail = Buffer.concat([this.tail, chunk.subarray(Math.max(0, chunk.length - PROBE.length))]).subarray(-PROBE.length);
+    this.tail = Buffer.concat([this.tail, chunk.subarray(Math.max(0, chunk.length - PROBE.length))]).subarray(
+      -PROBE.length,
+    );
     if (!this.synced) {
       this.pending = Buffer.concat([this.pending, chunk]);
       if (this.pending.length < SYNC.length) return;
@@ -151,11 +156,20 @@ async function main(): Promise<void> {
   }, 1000);
   sent = await sendPattern(sender, pattern, config.totalBytes, (count) => (sent = count));
   const complete = await until(
-    () => healthy.every((receiver) => receiver.received >= config.totalBytes || receiver.verifier.errorAt !== null || receiver.closed),
+    () =>
+      healthy.every(
+        (receiver) => receiver.received >= config.totalBytes || receiver.verifier.errorAt !== null || receiver.closed,
+      ),
     config.timeoutMs,
   );
   clearInterval(progress);
-  report({ type: 'flooded', sent, floodMs: Date.now() - start, healthy: healthy.map((receiver) => receiver.result()), timedOut: !complete });
+  report({
+    type: 'flooded',
+    sent,
+    floodMs: Date.now() - start,
+    healthy: healthy.map((receiver) => receiver.result()),
+    timedOut: !complete,
+  });
 
   process.on('message', (message: FloodCommand) => {
     void (async () => {

@@ -45,11 +45,17 @@ class HostileMultiplexer extends Multiplexer {
 const later = (ms: number): Promise<void> => new Promise((resolve) => setTimeout(resolve, ms));
 
 async function main(): Promise<void> {
-  const mux = new HostileMultiplexer({ framing: 'line', maxMessageBytes: 64, lineOverflow: 'discard', debugLevel: 'critical' });
+  const mux = new HostileMultiplexer({
+    framing: 'line',
+    maxMessageBytes: 64,
+    lineOverflow: 'discard',
+    debugLevel: 'critical',
+  });
   const errorSources: string[] = [];
 
   mux.addFilter((data) => {
     if (data.includes('throw-sync')) throw new Error('filter failed');
+    // eslint-disable-next-line @typescript-eslint/only-throw-error -- user code may throw anything
     if (data.includes('throw-string')) throw 'a string, not an Error';
     return undefined;
   });
@@ -81,11 +87,13 @@ async function main(): Promise<void> {
   mux.on('listening', fail('listening'));
   mux.on('connect', fail('connect'));
   mux.on('data', fail('data'));
+  // eslint-disable-next-line @typescript-eslint/no-misused-promises -- an async listener is what this tests
   mux.on('data', async () => {
     await later(1);
     throw new Error('async data listener failed');
   });
   mux.on('exit', fail('exit'));
+  // eslint-disable-next-line @typescript-eslint/no-misused-promises -- a rejecting listener is what this tests
   mux.on('exit', () => Promise.reject(new Error('async exit listener failed')));
   mux.on('deny', fail('deny'));
   mux.on('limit', fail('limit'));
@@ -94,6 +102,7 @@ async function main(): Promise<void> {
     errorSources.push(context.source);
   });
   mux.on('error', fail('error'));
+  // eslint-disable-next-line @typescript-eslint/no-misused-promises -- a rejecting listener is what this tests
   mux.on('error', () => Promise.reject(new Error('async error listener failed')));
 
   const address = await mux.listen({ port: 0, host: '0.0.0.0' });

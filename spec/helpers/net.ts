@@ -125,7 +125,11 @@ export class TestClient {
 
   /** Waits until the text received contains `needle`. */
   waitForText(needle: string, timeout = 5000): Promise<void> {
-    return waitFor(() => this.text.includes(needle), `text ${JSON.stringify(needle)} (have ${JSON.stringify(this.text.slice(-200))})`, timeout);
+    return waitFor(
+      () => this.text.includes(needle),
+      `text ${JSON.stringify(needle)} (have ${JSON.stringify(this.text.slice(-200))})`,
+      timeout,
+    );
   }
 
   /** Waits until the server closed the connection. */

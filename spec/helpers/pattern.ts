@@ -23,7 +23,10 @@ export function randomBytes(length: number, seed: number): Buffer {
 export class PatternStream {
   readonly template: Buffer;
 
-  constructor(readonly blockBytes = 64 * 1024, seed = 0x9e3779b9) {
+  constructor(
+    readonly blockBytes = 64 * 1024,
+    seed = 0x9e3779b9,
+  ) {
     if (blockBytes < 16) throw new RangeError('blockBytes must be at least 16');
     this.template = randomBytes(blockBytes, seed);
   }
@@ -81,7 +84,12 @@ export class PatternVerifier {
  * Writes `total` bytes of `pattern` to `socket`, honouring backpressure, until done or the socket is
  * destroyed; `onSent` hears the running count after each write. Resolves with the bytes written.
  */
-export async function sendPattern(socket: net.Socket, pattern: PatternStream, total: number, onSent?: (sent: number) => void): Promise<number> {
+export async function sendPattern(
+  socket: net.Socket,
+  pattern: PatternStream,
+  total: number,
+  onSent?: (sent: number) => void,
+): Promise<number> {
   let sent = 0;
   for (let index = 0; sent < total && !socket.destroyed; index += 1) {
     const block = pattern.block(index);

@@ -26,7 +26,10 @@ export class RssSampler {
   samples = 0;
   private readonly timer: NodeJS.Timeout;
 
-  constructor(readonly pid: number | 'self', intervalMs = 25) {
+  constructor(
+    readonly pid: number | 'self',
+    intervalMs = 25,
+  ) {
     this.sample();
     this.timer = setInterval(() => this.sample(), intervalMs);
     onTeardown(() => {
@@ -79,12 +82,21 @@ export interface CliProcess {
  * Runs `node dist/lib/cli.js ...args` (building dist first if needed) and waits for the listening line.
  * @param wrapper a command that execs the rest, such as `['prlimit', '--nofile=64:64', '--']`
  */
-export async function startCli(args: readonly string[], { timeout = 15_000, wrapper = [] as readonly string[] } = {}): Promise<CliProcess> {
+export async function startCli(
+  args: readonly string[],
+  { timeout = 15_000, wrapper = [] as readonly string[] } = {},
+): Promise<CliProcess> {
   const result = runCli(args, wrapper);
   const line = await new Promise<string>((resolve, reject) => {
-    const timer = setTimeout(() => reject(new Error(`CLI did not print a listening line: ${result.stdout()} ${result.stderr()}`)), timeout);
+    const timer = setTimeout(
+      () => reject(new Error(`CLI did not print a listening line: ${result.stdout()} ${result.stderr()}`)),
+      timeout,
+    );
     const check = (): void => {
-      const found = result.stdout().split('\n').find((text) => text.includes('listening'));
+      const found = result
+        .stdout()
+        .split('\n')
+        .find((text) => text.includes('listening'));
       if (found !== undefined && result.stdout().includes(`${found}\n`)) {
         clearTimeout(timer);
         resolve(found);
@@ -146,7 +158,11 @@ export class Peer<Out extends { type: string }, In extends { cmd: string }> {
   async next<T extends Out['type']>(type: T, timeout: number): Promise<Extract<Out, { type: T }>> {
     let dead = false;
     void this.exited.then(() => (dead = true));
-    await waitFor(() => dead || this.messages.some((message) => message.type === type), `peer message ${type}`, timeout);
+    await waitFor(
+      () => dead || this.messages.some((message) => message.type === type),
+      `peer message ${type}`,
+      timeout,
+    );
     const index = this.messages.findIndex((message) => message.type === type);
     if (index < 0) throw new Error(`peer exited before sending ${type}: ${this.stderr}`);
     const [found] = this.messages.splice(index, 1);
@@ -159,7 +175,16 @@ export class Peer<Out extends { type: string }, In extends { cmd: string }> {
  * 1 stalled one, 256 MiB in 64 KiB blocks, and 120 s for the healthy receivers to get it all.
  */
 export function floodPeer(port: number, config: Partial<FloodConfig>): Peer<FloodReport, FloodCommand> {
-  const full: FloodConfig = { port, host: '127.0.0.1', receivers: 10, stalled: 1, totalBytes: 256 * 1024 * 1024, blockBytes: 64 * 1024, timeoutMs: 120_000, ...config };
+  const full: FloodConfig = {
+    port,
+    host: '127.0.0.1',
+    receivers: 10,
+    stalled: 1,
+    totalBytes: 256 * 1024 * 1024,
+    blockBytes: 64 * 1024,
+    timeoutMs: 120_000,
+    ...config,
+  };
   return new Peer<FloodReport, FloodCommand>('flood-peer.ts', full);
 }
 

@@ -27,7 +27,10 @@ export function serverSideOf<S extends object>(mux: Multiplexer<S>, client: Test
 /** Waits until a test client has joined, then returns the server's view of it. */
 export async function joined<S extends object>(mux: Multiplexer<S>, client: TestClient): Promise<Client<S>> {
   const port = client.socket.localPort;
-  await waitFor(() => [...mux.clients].some((candidate) => candidate.port === port), `client on port ${String(port)} to join`);
+  await waitFor(
+    () => [...mux.clients].some((candidate) => candidate.port === port),
+    `client on port ${String(port)} to join`,
+  );
   return serverSideOf(mux, client);
 }
 

@@ -1,6 +1,6 @@
 import * as net from 'node:net';
 import { onTeardown, TestClient, waitFor } from './net';
-import { PatternStream, PatternVerifier } from './pattern';
+import { type PatternStream, PatternVerifier } from './pattern';
 
 export { randomBytes, sendPattern } from './pattern';
 
@@ -29,7 +29,10 @@ export class PatternReceiver {
   closed = false;
   error: NodeJS.ErrnoException | null = null;
 
-  constructor(readonly socket: net.Socket, pattern: PatternStream) {
+  constructor(
+    readonly socket: net.Socket,
+    pattern: PatternStream,
+  ) {
     this.verifier = new PatternVerifier(pattern);
     socket.on('data', (chunk: Buffer) => this.verifier.push(chunk));
     socket.on('error', (error: NodeJS.ErrnoException) => (this.error = error));
@@ -70,7 +73,11 @@ export function connectFrom(port: number, localAddress: string): Promise<TestCli
  * For servers whose joins cannot be observed (the CLI): `sender` writes `probe\n` every 50 ms until every
  * receiver got one, so that later messages are known to reach them all. Returns how many it wrote.
  */
-export async function untilEveryoneHears(sender: TestClient, receivers: readonly TestClient[], timeout = 5000): Promise<number> {
+export async function untilEveryoneHears(
+  sender: TestClient,
+  receivers: readonly TestClient[],
+  timeout = 5000,
+): Promise<number> {
   let probes = 0;
   const heard = (): boolean => receivers.every((receiver) => receiver.text.includes('probe\n'));
   const start = Date.now();
