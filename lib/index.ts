@@ -35,5 +35,7 @@ export {
   type FilterErrorPolicy,
 } from './options';
 export { LOG_LEVELS, type LogLevel } from './log';
-export type { ErrorCode } from './errors';
+export { ERROR_CODES, type ErrorCode, type CodedError } from './errors';
+export type { Bus, BusListener } from './bus/bus';
+export { MemoryBus, MemoryHub } from './bus/memory';
 export { accessList, type AccessListOptions } from './access';
