@@ -1,5 +1,5 @@
 /**
- * Chat rooms and private messages, by subclassing Multiplexer.
+ * Chat rooms, private messages and a per-user mute list, on the library's rooms and forward filter.
  *
  *   npm run example:rooms              listens on port 7777 (or: npm run example:rooms -- 9000, or PORT=9000)
  *   nc localhost 7777                  in two or more terminals, then type:
@@ -7,14 +7,18 @@
  *   /nick alice                        choose your nick (you start as user<N>)
  *   /join games                        leave your room for #games (everyone starts in #lobby)
  *   /msg bob are you there?            a private message to bob, wherever he is
+ *   /mute bob, /unmute bob             stop (or start again) seeing what bob says
  *   /who                               who is in your room
  *   anything else                      goes to the others in your room, as "alice: anything else"
  *
- * It overrides two methods:
- * - filter(): runs on every line before it is broadcast. Commands are handled here and swallowed (null);
- *   other lines go on to `super.filter()`, which runs the filters added with addFilter().
- * - broadcast(): delivers one message. The default sends it to every client but the sender; this one sends
- *   it only to the clients in the sender's room.
+ * What it uses:
+ * - client.join(room) / client.leave(room), and sendToRoom(room, text): the library keeps the rooms, and a
+ *   message to a room is written to its members as slices of one shared buffer, like any broadcast.
+ * - filter(), overridden: runs on every line before it is broadcast. Commands are handled here and
+ *   swallowed (null); other lines go on to `super.filter()`, which runs the filters added with addFilter().
+ * - broadcast(), overridden: delivers each line to the sender's room with deliver(), the one delivery
+ *   primitive, instead of to everyone.
+ * - a forward filter: runs per receiver, so each user's mute list decides what that user gets.
  */
 import type { AddressInfo } from 'node:net';
 import { Multiplexer, type Client, type FilterResult, type MultiplexerOptions } from '../lib';
@@ -24,30 +28,43 @@ import { runExample } from './run-example';
 export interface RoomState {
   nick: string;
   room: string;
+  /** Nicks this user does not want to hear. */
+  muted: Set<string>;
 }
 
 type RoomClient = Client<RoomState>;
 
-const HELP = '* commands: /nick <name>, /join <room>, /msg <nick> <text>, /who\n';
+const HELP = '* commands: /nick <name>, /join <room>, /msg <nick> <text>, /mute <nick>, /unmute <nick>, /who\n';
 
-/** A line-based chat server with rooms (`/join`) and private messages (`/msg`). */
+/** A line-based chat server with rooms (`/join`), private messages (`/msg`) and mute lists (`/mute`). */
 export class RoomMultiplexer extends Multiplexer<RoomState> {
+  /** Who is called what: nicks are unique. */
+  private readonly byNick = new Map<string, RoomClient>();
+
   constructor(options: MultiplexerOptions = {}) {
     super({ framing: 'line', ...options });
 
     // Every newcomer gets a provisional nick and starts in the lobby.
-    this.addAccessFilter((client) => {
-      client.state.nick = `user${client.id}`;
-      client.state.room = 'lobby';
+    this.on('connect', (client) => {
+      this.rename(client, `user${client.id}`);
+      client.state.muted = new Set();
+      this.moveTo(client, 'lobby');
       client.send(`* you are ${client.state.nick}, in #lobby\n${HELP}`);
-      this.sendToRoom('lobby', `* ${client.state.nick} joined #lobby\n`);
     });
 
     // Ordinary lines: run by super.filter() below, for lines that are not commands.
     this.addFilter((line, client) => `${client.state.nick}: ${line.toString('utf8')}`);
 
+    // Per receiver: what a muted sender says does not reach the user who muted them.
+    this.addForwardFilter((_message, receiver, sender) =>
+      sender !== null && receiver.state.muted?.has(sender.state.nick ?? '') === true ? null : undefined,
+    );
+
     this.addExitFilter((client, reason) => {
-      this.sendToRoom(client.state.room, `* ${client.state.nick} left (${reason})\n`);
+      if (client.state.nick !== undefined) this.byNick.delete(client.state.nick);
+      if (client.state.room !== undefined) {
+        this.sendToRoom(client.state.room, `* ${client.state.nick} left (${reason})\n`);
+      }
     });
   }
 
@@ -58,56 +75,53 @@ export class RoomMultiplexer extends Multiplexer<RoomState> {
 
     // "/msg bob are you there?" -> command "msg", word "bob", rest "are you there?"
     const [, command = '', word = '', rest = ''] = /^\/(\S*)\s*(\S*)\s*(.*)$/.exec(line) ?? [];
-    const me = client.state.nick;
+    const me = client.state.nick ?? '';
     if (command === 'nick' && word !== '') {
-      if (this.find(word) !== undefined) {
+      if (this.byNick.has(word)) {
         client.send(`* ${word} is taken\n`);
       } else {
-        this.sendToRoom(client.state.room, `* ${me} is now ${word}\n`);
-        client.state.nick = word;
+        this.sendToRoom(client.state.room ?? 'lobby', `* ${me} is now ${word}\n`);
+        this.rename(client, word);
       }
     } else if (command === 'join' && word !== '') {
       const room = word.replace(/^#/, '');
-      this.sendToRoom(client.state.room, `* ${me} left for #${room}\n`, client);
-      client.state.room = room;
-      this.sendToRoom(room, `* ${me} joined #${room}\n`);
+      this.sendToRoom(client.state.room ?? 'lobby', `* ${me} left for #${room}\n`, client);
+      this.moveTo(client, room);
     } else if (command === 'msg' && word !== '' && rest !== '') {
-      const target = this.find(word);
+      const target = this.byNick.get(word);
       if (target === undefined) client.send(`* nobody is called ${word}\n`);
       else target.send(`* ${me} whispers: ${rest}\n`);
+    } else if ((command === 'mute' || command === 'unmute') && word !== '') {
+      if (command === 'mute') client.state.muted?.add(word);
+      else client.state.muted?.delete(word);
+      client.send(`* ${command}d ${word}\n`);
     } else if (command === 'who') {
-      const here = [...this.clients].filter((other) => other.state.room === client.state.room);
-      client.send(`* in #${client.state.room}: ${here.map((other) => other.state.nick).join(', ')}\n`);
+      const here = [...this.room(client.state.room ?? 'lobby')].map((other) => other.state.nick);
+      client.send(`* in #${client.state.room}: ${here.join(', ')}\n`);
     } else {
       client.send(HELP);
     }
     return null; // a command is never broadcast
   }
 
-  /**
-   * Sends a message to the others in the sender's room. Called once per message that passed the filters;
-   * `message` is the same Buffer for every receiver, so it is sent as it is, never copied or changed.
-   */
+  /** Sends each line to the sender's room only (to the sender too when sendToOrigin is on). */
   protected override broadcast(message: Buffer, sender: RoomClient): void {
-    const room = sender.state.room;
-    const toOrigin = this.config('sendToOrigin');
-    for (const client of this.clients) {
-      if (client.state.room === room && (client !== sender || toOrigin)) client.send(message);
-    }
+    const rooms = sender.state.room === undefined ? [] : [sender.state.room];
+    this.deliver(message, { rooms, except: this.settings.sendToOrigin ? null : sender });
   }
 
-  /** Server code sends to everyone in `room`, but `except`. */
-  sendToRoom(room: string | undefined, text: string, except?: RoomClient): void {
-    const message = Buffer.from(text); // once, for every receiver
-    for (const client of this.clients) {
-      if (client.state.room === room && client !== except) client.send(message);
-    }
+  /** Moves a client to `room`, announcing it there. */
+  private moveTo(client: RoomClient, room: string): void {
+    if (client.state.room !== undefined) client.leave(client.state.room);
+    client.state.room = room;
+    this.sendToRoom(room, `* ${client.state.nick} joined #${room}\n`);
+    client.join(room);
   }
 
-  /** The client called `nick`, if any. */
-  find(nick: string): RoomClient | undefined {
-    for (const client of this.clients) if (client.state.nick === nick) return client;
-    return undefined;
+  private rename(client: RoomClient, nick: string): void {
+    if (client.state.nick !== undefined) this.byNick.delete(client.state.nick);
+    client.state.nick = nick;
+    this.byNick.set(nick, client);
   }
 }
 

@@ -4,7 +4,7 @@ import { readFileSync } from 'node:fs';
 import type { AddressInfo } from 'node:net';
 import { join } from 'node:path';
 import { parseArgs, type ParseArgsConfig } from 'node:util';
-import { accessList } from './access';
+import { accessList } from './admission/access';
 import { Multiplexer } from './multiplexer';
 import { DEFAULTS, isBooleanSetting, SETTING_KEYS, type MultiplexerOptions, type SettingKey } from './options';
 
@@ -31,6 +31,11 @@ const SETTING_HELP: Record<SettingKey, string> = {
   rateLimitAction: 'past the rate limit: throttle|disconnect',
   filterErrors: 'a failing filter: pass|drop',
   allowHalfOpen: 'keep a client that sent EOF as a receiver',
+  memoryBudget: 'bytes held for all clients together (0: off)',
+  sendTimeout: 'cut a client that takes no bytes for this many ms (0: off)',
+  messageTimeout: 'cut a client whose partial line is older than this, ms (0: off)',
+  ipv4Prefix: 'IPv4 prefix length the per-address limit counts by',
+  ipv6Prefix: 'IPv6 prefix length the per-address limit counts by',
 };
 
 const options: ParseArgsConfig['options'] = {

@@ -1,19 +1,25 @@
-export { Multiplexer } from './multiplexer';
+export { Multiplexer, type MultiplexerEvents, type MultiplexerStats, type SendOptions } from './multiplexer';
 export type {
   AccessDecision,
   AccessFilter,
+  BoundAddress,
   DataFilter,
   DenyReason,
   DestroyOptions,
   ErrorContext,
+  ErrorSource,
   ExitFilter,
+  ExitReason,
   FilterResult,
+  ForwardFilter,
+  ForwardResult,
   LimitKind,
   ListenOptions,
-  MultiplexerEvents,
-  MultiplexerStats,
-} from './multiplexer';
-export { Client, type ExitReason } from './client';
+  Sender,
+  Target,
+} from './types';
+export { DENY_REASONS, EXIT_REASONS, LIMIT_KINDS } from './types';
+export { Client, type RemoteClient } from './client';
 export {
   lineFraming,
   rawFraming,
@@ -33,9 +39,18 @@ export {
   type LineOverflowPolicy,
   type RateLimitAction,
   type FilterErrorPolicy,
+  type TlsServerOptions,
 } from './options';
 export { LOG_LEVELS, type LogLevel } from './log';
 export { ERROR_CODES, type ErrorCode, type CodedError } from './errors';
+export { accessList, type AccessListOptions } from './admission/access';
+export type {
+  Connection,
+  ConnectionOwner,
+  Transport,
+  TransportHost,
+  TransportKind,
+  Codec,
+} from './transport/connection';
 export type { Bus, BusListener } from './bus/bus';
 export { MemoryBus, MemoryHub } from './bus/memory';
-export { accessList, type AccessListOptions } from './access';

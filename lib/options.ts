@@ -60,6 +60,26 @@ export interface Settings {
   filterErrors: FilterErrorPolicy;
   /** Keep a client that half-closed (sent EOF) as a receiver until it closes. Default `false`, as Tcl. */
   allowHalfOpen: boolean;
+  /**
+   * One budget, in bytes, for everything the server holds for all clients together: outbound queues and
+   * writes in flight, held input, partial lines (a Buffer shared by many queues counts once). When it is
+   * reached, the largest holders are dealt with first by their slow-consumer policy. 0 is off. Default 256 MiB.
+   */
+  memoryBudget: number;
+  /**
+   * A client with data waiting for it whose connection takes no bytes for this many ms is disconnected
+   * (`send-timeout`), under every slow-consumer policy. 0 is off. Default 30000.
+   */
+  sendTimeout: number;
+  /**
+   * A client that began a message (a partial line) must finish it within this many ms, or it is
+   * disconnected (`message-timeout`). 0 is off. Default 60000.
+   */
+  messageTimeout: number;
+  /** `maxConnectionsPerAddress` counts IPv4 clients per prefix of this length. Default 32 (per address). */
+  ipv4Prefix: number;
+  /** `maxConnectionsPerAddress` counts IPv6 clients per prefix of this length. Default 64 (one host's share). */
+  ipv6Prefix: number;
 }
 
 /**
@@ -77,6 +97,8 @@ export interface MultiplexerOptions extends Partial<Settings> {
   tls?: TlsServerOptions;
   /** Instance name used in log namespaces (`multiplexer:<name>`). Default `mp<N>`. */
   name?: string;
+  /** This node's id in a cluster, carried by every message it puts on a bus. Default: random per process. */
+  node?: string;
 }
 
 /** The default of every setting. */
@@ -98,6 +120,11 @@ export const DEFAULTS: Readonly<Settings> = Object.freeze({
   rateLimitAction: 'throttle',
   filterErrors: 'pass',
   allowHalfOpen: false,
+  memoryBudget: 256 * 1024 * 1024,
+  sendTimeout: 30_000,
+  messageTimeout: 60_000,
+  ipv4Prefix: 32,
+  ipv6Prefix: 64,
 });
 
 /** A setting's name. */
@@ -114,10 +141,11 @@ function parseBoolean(key: string, value: unknown): boolean {
   throw invalidArgument(`${key} must be a boolean (true/false, 1/0, yes/no, on/off); got ${describe(value)}`);
 }
 
-function parseCount(key: string, value: unknown, min = 0): number {
+function parseCount(key: string, value: unknown, min = 0, max = Number.MAX_SAFE_INTEGER): number {
   const number = typeof value === 'string' && value.trim() !== '' ? Number(value) : value;
-  if (typeof number !== 'number' || !Number.isSafeInteger(number) || number < min) {
-    throw invalidArgument(`${key} must be an integer >= ${min}; got ${describe(value)}`);
+  if (typeof number !== 'number' || !Number.isSafeInteger(number) || number < min || number > max) {
+    const range = max === Number.MAX_SAFE_INTEGER ? `>= ${min}` : `from ${min} to ${max}`;
+    throw invalidArgument(`${key} must be an integer ${range}; got ${describe(value)}`);
   }
   return number;
 }
@@ -156,6 +184,11 @@ const PARSERS: Parsers = {
   rateLimitAction: parseChoice(['throttle', 'disconnect'] as const),
   filterErrors: parseChoice(['pass', 'drop'] as const),
   allowHalfOpen: parseBoolean,
+  memoryBudget: parseCount,
+  sendTimeout: parseCount,
+  messageTimeout: parseCount,
+  ipv4Prefix: (key, value) => parseCount(key, value, 0, 32),
+  ipv6Prefix: (key, value) => parseCount(key, value, 0, 128),
 };
 
 /** Every setting name, in documentation order. */
@@ -205,7 +238,7 @@ export function resolveSettings(options: MultiplexerOptions): Settings {
     const value = options[key];
     if (value !== undefined) assign(key, value);
   }
-  const known = new Set<string>([...SETTING_KEYS, 'framing', 'tls', 'name']);
+  const known = new Set<string>([...SETTING_KEYS, 'framing', 'tls', 'name', 'node']);
   for (const key of Object.keys(options)) {
     if (!known.has(key)) {
       throw invalidArgument(`unknown option ${describe(key)}; valid options: ${[...known].join(', ')}`);

@@ -1,3 +1,4 @@
+import { ENTRY_OVERHEAD } from '../lib/fanout/outbound-queue';
 import { connectAll, delay, startMux } from './helpers/net';
 import { serverSideOf } from './helpers/serve';
 
@@ -148,10 +149,10 @@ describe('one turn of broadcasts', () => {
   });
 
   describe('when a drop-oldest limit listener runs while a share is being queued', () => {
-    // Bob's queue is filled to 100 bytes short of maxQueuedBytes by a direct send not yet written; the next
+    // Bob's queue is filled to 30 bytes short of maxQueuedBytes by a direct send not yet written; the next
     // broadcast makes room by dropping it, and the 'limit' listener runs from inside the fan-out or catch-up.
     const options = { slowConsumer: 'drop-oldest', maxQueuedBytes: 64 * 1024, highWaterMark: 16 * 1024 } as const;
-    const filler = Buffer.alloc(64 * 1024 - 128 - 100, 'f');
+    const filler = Buffer.alloc(64 * 1024 - ENTRY_OVERHEAD - 30, 'f');
 
     it('queues the message that made room before what the listener sends (fan-out)', async () => {
       const { mux, port } = await startMux(options);

@@ -65,9 +65,17 @@ describe('listen', () => {
     expect(address.port).not.toBe(port);
   });
 
-  it('rejects a second listen with ERR_ALREADY_LISTENING', async () => {
-    const { mux } = await startMux();
-    await expect(mux.listen(0)).rejects.toMatchObject({ code: 'ERR_ALREADY_LISTENING' });
+  it('listens again on another port, both listeners feeding one broadcast', async () => {
+    const { mux, port } = await startMux();
+    const second = await mux.listen({ port: 0, host: '127.0.0.1' });
+    expect(mux.addresses()).toEqual([mux.address(), second]);
+    const alice = await TestClient.connect(port);
+    const bob = await TestClient.connect(second.port);
+    await waitFor(() => mux.clients.size === 2, 'both to join');
+    await alice.write('over the first');
+    await bob.waitForText('over the first');
+    await bob.write('over the second');
+    await alice.waitForText('over the second');
   });
 
   it('rejects a port out of range with a TypeError', async () => {

@@ -1,6 +1,6 @@
 import { BlockList, isIP } from 'node:net';
-import { invalidArgument } from './errors';
-import type { AccessFilter } from './multiplexer';
+import { invalidArgument } from '../errors';
+import type { AccessFilter } from '../types';
 
 /** Addresses to let in or keep out: single addresses or CIDR ranges, IPv4 or IPv6. */
 export interface AccessListOptions {

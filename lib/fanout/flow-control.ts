@@ -1,0 +1,295 @@
+import type { Settings } from '../options';
+import type { Outbound } from './outbound';
+
+/** What flow control needs of a client. */
+export interface FlowMember {
+  readonly out: Outbound;
+  /** Pauses reading from it: receivers are behind. */
+  pauseForFlow(): void;
+  /**
+   * Receivers caught up: frames what it sent while it waited, at most about `bytes` of it.
+   * @returns the bytes it framed
+   */
+  releaseFromFlow(bytes: number): number;
+  /** True while input it sent waits, unframed, for receivers to catch up. */
+  readonly stashed: boolean;
+  /** Reading from it may resume. */
+  resumeFromFlow(): void;
+  /** Senders no longer wait for it: it spent its hold budget, or it stopped taking bytes. Once per episode. */
+  lagged(): void;
+}
+
+/** Ms of hold budget a receiver earns back per ms spent below the mark. */
+const HOLD_REFILL = 4;
+/** Ms of the shared minority budget earned back per ms in which no minority held senders back. */
+const MINORITY_REFILL = 0.25;
+/** A holder that completed a write this recently is draining: its hold is progress, not a stall. */
+const DRAINING_MS = 60;
+/** Most a receiver's proof window may grow to, however slowly its kernel wakes the writer. */
+const MAX_PROOF_WINDOW = 10_000;
+/** Bytes of held senders' input framed per event-loop turn while they are released. */
+const RELEASE_BYTES_PER_TURN = 256 * 1024;
+
+/**
+ * Who makes senders wait, and for how long.
+ *
+ * A receiver whose backlog passes `highWaterMark` is congested. It holds senders back (reading from them
+ * pauses, TCP pushes back on them) while it shows it is reading: a write of its completed within its proof
+ * window, which follows how often its kernel wakes the writer (a slow reader's kernel takes bytes in steps
+ * of a third of its send buffer, seconds apart). One that stops taking bytes stops holding anyone within
+ * that window, without being cut: its queue grows to `maxQueuedBytes` and its policy applies.
+ *
+ * While the readers that hold senders back are a minority, each spends its own budget (`stallTimeout` in
+ * all, earned back while it keeps up). Holds by minorities that are not draining (no write completed in
+ * the last moment) also spend one shared budget that refills at a quarter of real time: once it is spent,
+ * such holders stop holding, so stalls by minorities, however many receivers come and go (one new reader
+ * that never reads every 100 ms), take at most a fifth of the time in the long run, while a receiver that
+ * is draining keeps its own budget. A receiver whose budget is spent is lagging: senders stop waiting for it
+ * until it drains to half the mark. While the holders are the majority, the server itself is the
+ * bottleneck: senders wait, nobody is charged.
+ */
+export class FlowControl<M extends FlowMember> {
+  /** Congested receivers (not lagging). */
+  private readonly congestion = new Set<M>();
+  /** The congested receivers that hold senders back now (they showed they are reading). */
+  private readonly holders = new Set<M>();
+  /** Receivers that spent their hold budget and are still behind. */
+  private readonly laggards = new Set<M>();
+  /** Senders paused because receivers are behind, in the order they were paused. */
+  private readonly held = new Set<M>();
+  private watchdog: NodeJS.Timeout | null = null;
+  private lastTick = 0;
+  private minorityBudget: number;
+  private minorityStamp = Date.now();
+  private releasing: NodeJS.Immediate | null = null;
+  /** The holders were the majority at the last check: the server is the bottleneck. */
+  private overloaded = false;
+  /** Set while a fan-out runs: a release waits for its end. */
+  private deferred = false;
+  private releaseWanted = false;
+
+  /**
+   * @param settings read live, so config() changes apply
+   * @param memberCount how many clients are in the broadcast
+   * @param fanOut gives out what is in the turn log now (after each released sender)
+   */
+  constructor(
+    private readonly settings: Readonly<Settings>,
+    private readonly memberCount: () => number,
+    private readonly fanOut: () => void,
+  ) {
+    this.minorityBudget = settings.stallTimeout;
+  }
+
+  /** True while some receiver holds senders back: what senders send waits, unframed. */
+  get holding(): boolean {
+    return this.holders.size > 0;
+  }
+
+  /** Senders waiting now. */
+  get heldCount(): number {
+    return this.held.size;
+  }
+
+  /** A receiver's backlog passed `highWaterMark`. */
+  congested(member: M): void {
+    const out = member.out;
+    const now = Date.now();
+    const { stallTimeout } = this.settings;
+    // Each receiver may hold senders back for stallTimeout in all, earning it back while below the mark.
+    out.holdBudget =
+      out.holdBudget < 0 ? stallTimeout : Math.min(stallTimeout, out.holdBudget + (now - out.relievedAt) * HOLD_REFILL);
+    out.congested = true;
+    out.congestedSince = now;
+    out.lagReported = false;
+    this.congestion.add(member);
+    if (this.proven(out, now)) this.holders.add(member);
+    this.startWatchdog(now);
+  }
+
+  /** A congested or lagging receiver completed a write: it is reading, so it may hold senders again. */
+  progressed(member: M): void {
+    const out = member.out;
+    if (out.congested && !this.holders.has(member)) this.holders.add(member);
+  }
+
+  /** A receiver drained to half of `highWaterMark`. */
+  relieved(member: M): void {
+    const out = member.out;
+    out.lagging = false;
+    out.relievedAt = Date.now();
+    this.laggards.delete(member);
+    this.endCongestion(member);
+  }
+
+  /** A sender fed a congested receiver (or sent while one was): it waits until they catch up. */
+  holdSender(member: M): void {
+    if (this.held.has(member)) return;
+    this.held.add(member);
+    member.pauseForFlow();
+  }
+
+  /** A client left the broadcast: senders no longer wait for it. */
+  forgetReceiver(member: M): void {
+    this.laggards.delete(member);
+    member.out.lagging = false;
+    this.endCongestion(member);
+  }
+
+  /** A client's input is all out, or dropped: it no longer waits to send. */
+  forgetSender(member: M): void {
+    this.held.delete(member);
+  }
+
+  /** A fan-out starts (true) or ends (false): releases wait for its end, so they are fanned out one by one. */
+  fanning(active: boolean): void {
+    this.deferred = active;
+    if (!active && this.releaseWanted) {
+      this.releaseWanted = false;
+      this.release();
+    }
+  }
+
+  /** Stops the timers (the multiplexer is gone). */
+  stop(): void {
+    if (this.watchdog !== null) clearInterval(this.watchdog);
+    this.watchdog = null;
+    if (this.releasing !== null) clearImmediate(this.releasing);
+    this.releasing = null;
+  }
+
+  /**
+   * How long after its last completed write a congested receiver still counts as reading: twice the gaps its
+   * kernel shows, at least `stallTimeout`, and four times that while the holders are the majority (readers
+   * that stall together, a GC pause or a busy machine on their side, are waited for a little longer).
+   */
+  private proofWindow(out: Outbound): number {
+    const floor = this.settings.stallTimeout * (this.overloaded ? 4 : 1);
+    return Math.min(MAX_PROOF_WINDOW, Math.max(floor, 2 * out.typicalGap));
+  }
+
+  private proven(out: Outbound, now: number): boolean {
+    return now - out.progressAt <= this.proofWindow(out);
+  }
+
+  private endCongestion(member: M): void {
+    member.out.congested = false;
+    this.congestion.delete(member);
+    if (this.holders.delete(member) && this.holders.size === 0) this.release();
+  }
+
+  private startWatchdog(now: number): void {
+    if (this.watchdog !== null) return;
+    // Time no minority held senders back since the watchdog last ran refills the shared budget.
+    this.refillMinority(now);
+    this.lastTick = now;
+    const { stallTimeout } = this.settings;
+    this.watchdog = setInterval(() => this.tick(), Math.max(5, Math.min(50, stallTimeout / 4)));
+    this.watchdog.unref();
+  }
+
+  private refillMinority(now: number): void {
+    const { stallTimeout } = this.settings;
+    this.minorityBudget = Math.min(stallTimeout, this.minorityBudget + (now - this.minorityStamp) * MINORITY_REFILL);
+    this.minorityStamp = now;
+  }
+
+  private tick(): void {
+    const now = Date.now();
+    const elapsed = now - this.lastTick;
+    this.lastTick = now;
+    const halfMark = this.settings.highWaterMark / 2;
+    for (const member of this.congestion) {
+      const out = member.out;
+      if (out.backlog <= halfMark) {
+        this.relieved(member); // drained without a completion we saw (a small highWaterMark)
+        continue;
+      }
+      if (this.proven(out, now)) {
+        this.holders.add(member);
+      } else {
+        this.holders.delete(member);
+        // It stopped taking bytes: senders no longer wait for it (it holds them again once it takes some).
+        if (!out.lagReported) {
+          out.lagReported = true;
+          member.lagged();
+        }
+      }
+    }
+    const keepingUp = this.memberCount() - this.congestion.size - this.laggards.size;
+    const minority = this.holders.size > 0 && this.holders.size <= keepingUp;
+    this.overloaded = this.holders.size > keepingUp;
+    let stalling = false;
+    if (minority) {
+      for (const member of this.holders) if (now - member.out.progressAt > DRAINING_MS) stalling = true;
+    }
+    if (stalling) {
+      this.minorityBudget -= elapsed;
+      this.minorityStamp = now;
+    } else {
+      this.refillMinority(now);
+    }
+    if (minority) {
+      for (const member of this.holders) {
+        const out = member.out;
+        out.holdBudget -= Math.min(elapsed, now - out.congestedSince);
+        // Once the shared budget is spent, holders that are not draining stop holding anyone back.
+        if (out.holdBudget <= 0 || (this.minorityBudget <= 0 && now - out.progressAt > DRAINING_MS)) this.lag(member);
+      }
+      if (this.minorityBudget < 0) this.minorityBudget = 0;
+    }
+    if (this.holders.size === 0) this.release();
+    if (this.congestion.size === 0 && this.watchdog !== null) {
+      clearInterval(this.watchdog);
+      this.watchdog = null;
+    }
+  }
+
+  private lag(member: M): void {
+    const out = member.out;
+    out.holdBudget = 0;
+    out.congested = false;
+    out.lagging = true;
+    this.laggards.add(member);
+    this.congestion.delete(member);
+    this.holders.delete(member);
+    if (!out.lagReported) {
+      out.lagReported = true;
+      member.lagged();
+    }
+  }
+
+  /**
+   * Nobody holds senders back any more: they go on, each first framing what it sent while it waited. The work
+   * is spread over event-loop turns, and stops as soon as a released sender puts a receiver behind again.
+   */
+  private release(): void {
+    if (this.deferred) {
+      this.releaseWanted = true;
+      return;
+    }
+    if (this.releasing !== null) return;
+    let budget = RELEASE_BYTES_PER_TURN;
+    for (const sender of this.held) {
+      if (this.holders.size > 0) return; // a released sender put a receiver behind again: the rest wait
+      budget -= sender.releaseFromFlow(budget);
+      this.fanOut(); // so that a receiver it puts behind is seen now
+      if (this.holders.size > 0) return;
+      if (!sender.stashed) {
+        this.held.delete(sender);
+        sender.resumeFromFlow();
+      }
+      if (budget <= 0) {
+        if (this.held.size > 0) this.continueNextTurn();
+        return;
+      }
+    }
+  }
+
+  private continueNextTurn(): void {
+    this.releasing = setImmediate(() => {
+      this.releasing = null;
+      this.release();
+    });
+  }
+}

@@ -1,0 +1,322 @@
+import type { Codec } from '../transport/connection';
+import type { Outbound } from './outbound';
+import { inAnyRoom, type RoomIndex } from './rooms';
+import { Share } from './share';
+import { slabOf, type Slab } from './slab';
+
+/** What the turn log needs of a receiver. */
+export interface Receiver {
+  readonly out: Outbound;
+  readonly codec: Codec;
+  /** The rooms it is in (null: none). */
+  readonly rooms: ReadonlySet<string> | null;
+  /** True while its share of a fan-out is being taken: sends made by user code meanwhile come after it. */
+  taking: boolean;
+  /** One message of the stream codec in its connection's codec. */
+  encode(message: Buffer): Buffer;
+  /** Its share was taken: what user code sent it meanwhile goes now. */
+  afterShare(): void;
+  /** It has data queued that was not written yet: write it at the end of the turn. */
+  readonly scheduleFlush: () => void;
+}
+
+/**
+ * What a forward filter made of one delivery: `undefined` to send the shared bytes, a Buffer to send instead
+ * (in the stream codec, as given), null to skip the receiver. Guarded by the caller: it never throws.
+ */
+export type Forward<R, O> = (message: Buffer, receiver: R, sender: O | null) => Buffer | null | undefined;
+
+/** One turn's broadcasts, in the order they were made, with whom each goes to. */
+interface Log<R, O> {
+  messages: Buffer[];
+  /** Who sent each (for forward filters and the bus), null for server code. */
+  senders: (O | null)[];
+  /** A receiver each skips (its sender, unless sendToOrigin), or null. */
+  excepts: (R | null)[];
+  /** The rooms each goes to, or null for everyone. */
+  rooms: (readonly string[] | null)[];
+  /** Whether each goes to the bus too (not `local`, and not come from it). */
+  toBus: boolean[];
+  /** Bytes in it, each message counted with {@link LOG_MESSAGE_OVERHEAD}. */
+  bytes: number;
+  /** How many of its messages go to rooms only (so a fan-out may visit only those rooms' members). */
+  roomed: number;
+  seq: number;
+}
+
+/** What a message in the log costs beyond its bytes, for the early fan-out threshold. */
+export const LOG_MESSAGE_OVERHEAD = 128;
+
+/** Where a turn's messages go besides local receivers: the bus. */
+export type Outlet<O> = (
+  messages: readonly Buffer[],
+  senders: readonly (O | null)[],
+  rooms: readonly (readonly string[] | null)[],
+  toBus: readonly boolean[],
+) => void;
+
+/**
+ * The turn log: what is broadcast in one event-loop turn is appended here once, whatever the number of
+ * receivers, and given out once per turn (or earlier, once it holds `threshold` bytes). A fan-out copies the
+ * turn's messages into one slab per codec in use, then each receiver takes its share of it: the messages
+ * meant for it (target, rooms, forward filter) as runs of the slab, written in one system call when it keeps
+ * up, queued as ranges when it is behind. The per-message cost is one copy; the per-receiver cost one write.
+ */
+export class TurnLog<R extends Receiver, O> {
+  /**
+   * A member receives from the log whose number it holds (`out.turnSeq`), from message `out.turnFrom` on; a
+   * member whose number is lower was not visited by the fan-outs in between (they had nothing for it) and
+   * receives the next log from its start.
+   */
+  private current: Log<R, O> = newLog(0);
+  private spare: Log<R, O> = newLog(0);
+  /** The log being given out, while a fan-out runs. */
+  private fanning: { log: Log<R, O>; slab: Slab; wsSlab: Slab | null } | null = null;
+  private flushTimer: NodeJS.Immediate | null = null;
+  private readonly share = new Share();
+  private readonly scratch: Buffer[] = [];
+  private dirty: R[] = [];
+  private spareDirty: R[] = [];
+  /** Work that must wait for the end of the fan-out in progress (events user code may react to). */
+  private after: (() => void)[] = [];
+
+  /** A turn's log goes out early once it holds this many bytes. */
+  threshold = 256 * 1024;
+  /** Set when a forward filter is registered (or overridden): called for every delivery. */
+  forward: Forward<R, O> | null = null;
+  /** Set when a bus is attached. */
+  outlet: Outlet<O> | null = null;
+
+  /**
+   * @param members every receiver, in the order they joined
+   * @param roomIndex who is in which room
+   * @param wsEncode one stream message as WebSocket frames
+   * @param fanningChanged told when a fan-out starts and ends
+   */
+  constructor(
+    private readonly members: ReadonlySet<R>,
+    private readonly roomIndex: RoomIndex<R>,
+    private readonly wsEncode: (message: Buffer) => Buffer,
+    private readonly fanningChanged: (active: boolean) => void,
+  ) {}
+
+  /** The number of the log being filled: a joiner receives from here on. */
+  get seq(): number {
+    return this.current.seq;
+  }
+
+  /** Messages in the log being filled. */
+  get length(): number {
+    return this.current.messages.length;
+  }
+
+  /** True while a fan-out runs. */
+  get busy(): boolean {
+    return this.fanning !== null;
+  }
+
+  /** Makes a new member receive what is broadcast from now on, and nothing before. */
+  enter(receiver: R): void {
+    receiver.out.turnSeq = this.current.seq;
+    receiver.out.turnFrom = this.current.messages.length;
+  }
+
+  /** Takes a receiver out: nothing more is given to it. */
+  exit(receiver: R): void {
+    receiver.out.turnSeq = -1;
+  }
+
+  /** Appends one broadcast to this turn's log. */
+  append(message: Buffer, sender: O | null, except: R | null, rooms: readonly string[] | null, toBus: boolean): void {
+    const log = this.current;
+    if (log.messages.length === 0) this.schedule();
+    log.messages.push(message);
+    log.senders.push(sender);
+    log.excepts.push(except);
+    log.rooms.push(rooms);
+    log.toBus.push(toBus);
+    log.bytes += message.length + LOG_MESSAGE_OVERHEAD;
+    if (rooms !== null) log.roomed += 1;
+    // A large turn goes out early, before it could fill a queue on its own: the bounds keep up.
+    if (log.bytes >= this.threshold && this.fanning === null) this.fanOut();
+  }
+
+  /** Runs `work` once the fan-out in progress is over (now, when none is). */
+  defer(work: () => void): void {
+    if (this.fanning === null) work();
+    else this.after.push(work);
+  }
+
+  /** Writes `receiver`'s queue at the end of this turn. */
+  flushLater(receiver: R): void {
+    this.dirty.push(receiver);
+    this.schedule();
+  }
+
+  /**
+   * Gives this turn's log to every member it concerns. Broadcasts made meanwhile (by user code called from
+   * here) go to the next log.
+   */
+  fanOut(): void {
+    const log = this.current;
+    const count = log.messages.length;
+    if (count === 0 || this.fanning !== null) return;
+    this.current = this.spare;
+    this.current.seq = log.seq + 1;
+    const slab = slabOf(log.messages);
+    const fanning = { log, slab, wsSlab: null as Slab | null };
+    this.fanning = fanning;
+    this.fanningChanged(true);
+    try {
+      const seq = log.seq;
+      if (log.roomed === count) {
+        // Rooms only: visit their members alone (a member of two rooms is visited once: its turn moves on).
+        for (let i = 0; i < count; i += 1) {
+          for (const room of log.rooms[i] as readonly string[]) {
+            for (const receiver of this.roomIndex.members(room)) if (due(receiver, seq)) this.give(receiver, fanning);
+          }
+        }
+      } else {
+        for (const receiver of this.members) if (due(receiver, seq)) this.give(receiver, fanning);
+      }
+      if (this.outlet !== null) this.outlet(log.messages, log.senders, log.rooms, log.toBus);
+    } finally {
+      this.fanning = null;
+      clearLog(log);
+      this.spare = log;
+      this.fanningChanged(false);
+    }
+    const after = this.after;
+    if (after.length > 0) {
+      this.after = [];
+      for (const work of after) work();
+    }
+  }
+
+  /**
+   * Gives one member what the turn's logs hold for it and it has not taken yet: the rest of the log being
+   * given out, if any, then the current one (before a direct send to it, or as it leaves).
+   */
+  catchUp(receiver: R): void {
+    const fanning = this.fanning;
+    const out = receiver.out;
+    if (fanning !== null && due(receiver, fanning.log.seq) && !receiver.taking) this.give(receiver, fanning);
+    const log = this.current;
+    const from = out.turnSeq === log.seq ? out.turnFrom : 0;
+    if (due(receiver, log.seq) && from < log.messages.length) {
+      // Not given out yet, so there is no slab: its messages go as its own.
+      this.share.reset();
+      this.collect(receiver, log, from, null);
+      out.turnSeq = log.seq;
+      out.turnFrom = log.messages.length;
+      this.accept(receiver, null);
+    }
+  }
+
+  /** Stops the timer and forgets the log (the multiplexer is gone). */
+  stop(): void {
+    if (this.flushTimer !== null) clearImmediate(this.flushTimer);
+    this.flushTimer = null;
+    clearLog(this.current);
+    this.dirty = [];
+  }
+
+  private schedule(): void {
+    if (this.flushTimer === null) this.flushTimer = setImmediate(this.flush);
+  }
+
+  /** Once per turn: gives the log out, then writes every receiver that got data of its own. */
+  private readonly flush = (): void => {
+    this.flushTimer = null;
+    this.fanOut();
+    const dirty = this.dirty;
+    this.dirty = this.spareDirty;
+    for (let i = 0; i < dirty.length; i += 1) dirty[i].out.pump();
+    dirty.length = 0;
+    this.spareDirty = dirty;
+    if (this.current.messages.length > 0 || this.dirty.length > 0) this.schedule(); // sent from user code meanwhile
+  };
+
+  private give(receiver: R, fanning: { log: Log<R, O>; slab: Slab; wsSlab: Slab | null }): void {
+    const out = receiver.out;
+    const log = fanning.log;
+    const from = out.turnSeq === log.seq ? out.turnFrom : 0;
+    out.turnSeq = log.seq + 1;
+    out.turnFrom = 0;
+    this.share.reset();
+    let slab = fanning.slab;
+    if (receiver.codec === 'ws') slab = fanning.wsSlab ??= this.wsSlabOf(log.messages);
+    this.collect(receiver, log, from, slab);
+    this.accept(receiver, slab);
+  }
+
+  /** Puts in the share the messages `from..` of `log` meant for `receiver`: runs of `slab`, or own pieces. */
+  private collect(receiver: R, log: Log<R, O>, from: number, slab: Slab | null): void {
+    const share = this.share;
+    const { messages, excepts, rooms, senders } = log;
+    const count = messages.length;
+    const forward = this.forward;
+    const memberRooms = receiver.rooms;
+    let run = -1;
+    for (let i = from; i < count; i += 1) {
+      const only = rooms[i];
+      if (excepts[i] === receiver || (only !== null && !inAnyRoom(memberRooms, only))) {
+        if (run >= 0) share.range(run, i);
+        run = -1;
+        continue;
+      }
+      if (forward !== null) {
+        const result = forward(messages[i], receiver, senders[i]);
+        if (result !== undefined) {
+          if (run >= 0) share.range(run, i);
+          run = -1;
+          if (result !== null) share.own(receiver.encode(result));
+          continue;
+        }
+      }
+      if (slab === null) share.own(receiver.encode(messages[i]));
+      else if (run < 0) run = i;
+    }
+    if (run >= 0) share.range(run, count);
+  }
+
+  private accept(receiver: R, slab: Slab | null): void {
+    const share = this.share;
+    if (share.count > 0) {
+      receiver.taking = true;
+      try {
+        receiver.out.accept(share, slab, this.scratch);
+      } finally {
+        receiver.taking = false;
+        share.clear();
+      }
+    }
+    receiver.afterShare();
+  }
+
+  private wsSlabOf(messages: readonly Buffer[]): Slab {
+    const frames = new Array<Buffer>(messages.length);
+    for (let i = 0; i < messages.length; i += 1) frames[i] = this.wsEncode(messages[i]);
+    return slabOf(frames);
+  }
+}
+
+/** True when `receiver` (a member) has not taken log `seq` yet. */
+function due(receiver: Receiver, seq: number): boolean {
+  const next = receiver.out.turnSeq;
+  return next >= 0 && next <= seq;
+}
+
+function newLog<R, O>(seq: number): Log<R, O> {
+  return { messages: [], senders: [], excepts: [], rooms: [], toBus: [], bytes: 0, roomed: 0, seq };
+}
+
+function clearLog<R, O>(log: Log<R, O>): void {
+  log.messages.length = 0;
+  log.senders.length = 0;
+  log.excepts.length = 0;
+  log.rooms.length = 0;
+  log.toBus.length = 0;
+  log.bytes = 0;
+  log.roomed = 0;
+}

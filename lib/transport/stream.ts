@@ -1,0 +1,151 @@
+import type { Socket } from 'node:net';
+import type { DenyReason, ExitReason } from '../types';
+import { normalizeAddress, type Codec, type Connection, type ConnectionOwner, type TransportKind } from './connection';
+
+const kConnection = Symbol('connection');
+type OwnedSocket = Socket & { [kConnection]?: StreamConnection };
+
+// One set of listener functions for every socket: each finds its connection through a symbol, so a
+// connection costs no closures of its own (ws's setSocket does the same).
+function ownerOf(socket: OwnedSocket): ConnectionOwner | null {
+  return socket[kConnection]?.owner ?? null;
+}
+function onData(this: OwnedSocket, chunk: Buffer): void {
+  ownerOf(this)?.onData(chunk, false);
+}
+function onEnd(this: OwnedSocket): void {
+  const connection = this[kConnection];
+  if (connection?.lingering === true) return; // the peer answered our FIN: close completes
+  connection?.owner?.onEnd();
+}
+function onError(this: OwnedSocket, error: NodeJS.ErrnoException): void {
+  const code = error.code;
+  const reason: ExitReason =
+    code === 'ECONNRESET' || code === 'EPIPE'
+      ? 'reset'
+      : code === 'ERR_TLS_RENEGOTIATION_DISABLED' || code === 'ERR_TLS_SESSION_ATTACK'
+        ? 'protocol-error'
+        : 'error';
+  ownerOf(this)?.onError(error, reason);
+}
+function onClose(this: OwnedSocket): void {
+  const connection = this[kConnection];
+  if (connection === undefined) return;
+  connection.closed();
+}
+function onTimeout(this: OwnedSocket): void {
+  ownerOf(this)?.onIdle();
+}
+
+/**
+ * A connection over a stream socket: TCP, TLS or a Unix socket. Writes go straight to the socket; one
+ * callback per connection tells the owner when the kernel took them.
+ */
+export class StreamConnection implements Connection {
+  readonly codec: Codec = 'stream';
+  readonly request = null;
+  readonly address: string;
+  readonly port: number;
+  owner: ConnectionOwner | null = null;
+  /** @internal A polite close is under way: the peer's own EOF ends it. */
+  lingering = false;
+  private written: (() => void) | null = null;
+  private closeTimer: NodeJS.Timeout | null = null;
+
+  constructor(
+    readonly socket: Socket,
+    readonly kind: TransportKind,
+  ) {
+    this.address = kind === 'unix' ? 'local' : normalizeAddress(socket.remoteAddress);
+    this.port = socket.remotePort ?? 0;
+    (socket as OwnedSocket)[kConnection] = this;
+    socket.on('data', onData);
+    socket.on('end', onEnd);
+    socket.on('error', onError);
+    socket.on('close', onClose);
+    socket.on('timeout', onTimeout);
+    if (kind !== 'unix') socket.setNoDelay(true);
+  }
+
+  get pending(): number {
+    return this.socket.writableLength;
+  }
+
+  get writable(): boolean {
+    return !this.socket.destroyed && this.socket.writable && !this.lingering;
+  }
+
+  write(views: readonly Buffer[]): void {
+    const socket = this.socket;
+    const done = (this.written ??= () => this.owner?.onWritten());
+    const count = views.length;
+    if (count === 1) {
+      socket.write(views[0], done);
+      return;
+    }
+    socket.cork();
+    for (let i = 0; i < count - 1; i += 1) socket.write(views[i]);
+    socket.write(views[count - 1], done);
+    socket.uncork();
+  }
+
+  encode(message: Buffer): Buffer {
+    return message;
+  }
+
+  pause(): void {
+    this.socket.pause();
+  }
+
+  resume(): void {
+    if (!this.lingering) this.socket.resume();
+  }
+
+  setIdleTimeout(ms: number): void {
+    this.socket.setTimeout(ms);
+  }
+
+  accept(): boolean {
+    return !this.socket.destroyed;
+  }
+
+  refuse(_reason: DenyReason): void {
+    this.end('kicked', 0);
+  }
+
+  end(reason: ExitReason, graceMs: number): void {
+    const socket = this.socket;
+    if (this.lingering || socket.destroyed) return;
+    if (graceMs <= 0 || !socket.writable) {
+      socket.destroy();
+      return;
+    }
+    this.lingering = true;
+    this.closeTimer = setTimeout(() => socket.destroy(), graceMs);
+    this.closeTimer.unref();
+    socket.end();
+    if (reason === 'destroy') {
+      // Shutting down: close once everything is handed to the kernel.
+      socket.once('finish', () => socket.destroy());
+      return;
+    }
+    // A lingering close: read and discard until the peer closes too (or the grace timer fires), so that a
+    // client still sending does not get a reset that would wipe out what we told it last.
+    socket.removeListener('data', onData);
+    socket.resume();
+  }
+
+  destroy(): void {
+    this.socket.destroy();
+  }
+
+  /** @internal The socket closed. */
+  closed(): void {
+    if (this.closeTimer !== null) clearTimeout(this.closeTimer);
+    this.closeTimer = null;
+    const owner = this.owner;
+    this.owner = null;
+    this.written = null;
+    owner?.onClose();
+  }
+}
