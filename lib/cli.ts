@@ -48,6 +48,7 @@ const options: ParseArgsConfig['options'] = {
   'tls-cert': { type: 'string' },
   'tls-key': { type: 'string' },
   'shutdown-timeout': { type: 'string' },
+  'path-mode': { type: 'string' },
   help: { type: 'boolean', short: 'h' },
   version: { type: 'boolean', short: 'v' },
 };
@@ -66,11 +67,12 @@ function usage(): string {
     `  -p, --port <n>                      TCP port (default ${DEFAULT_PORT}; 0 picks a free one)`,
     '  -H, --host <addr>                   interface to bind (default: all)',
     '  --path <file>                       listen on a Unix socket instead of TCP',
+    '  --path-mode <octal>                 file mode of the Unix socket (default 600: this user only)',
     '  --framing raw|line                  raw chunks (default) or whole lines',
     '  --allow <cidr>                      only let these addresses in (repeat or comma-separate)',
     '  --deny <cidr>                       keep these addresses out (repeat or comma-separate)',
     '  --tls-cert <file> --tls-key <file>  listen with TLS',
-    '  --shutdown-timeout <ms>             on SIGINT/SIGTERM, time to flush queues (default 5000)',
+    '  --shutdown-timeout <ms>             on SIGINT/SIGTERM/SIGHUP, time to flush queues (default 5000)',
     ...settings,
     '  -h, --help                          show this help',
     '  -v, --version                       show the version',
@@ -113,7 +115,7 @@ function raiseDescriptorLimit(): void {
 
 interface Plan {
   readonly options: MultiplexerOptions;
-  readonly listen: { port?: number; host?: string; path?: string };
+  readonly listen: { port?: number; host?: string; path?: string; mode?: number };
   readonly allow: string[];
   readonly deny: string[];
   readonly shutdownTimeout: number;
@@ -151,9 +153,17 @@ function plan(argv: string[]): Plan | 'help' | 'version' {
     throw new UsageError(`cannot read TLS files: ${(error as Error).message}`);
   }
   const path = stringOf(values.path);
+  const modeText = stringOf(values['path-mode']);
+  if (modeText !== undefined && (!/^[0-7]{1,4}$/.test(modeText) || parseInt(modeText, 8) > 0o777)) {
+    throw new UsageError(`--path-mode must be an octal file mode such as 600 or 660; got ${modeText}`);
+  }
+  if (modeText !== undefined && path === undefined) throw new UsageError('--path-mode goes with --path');
   return {
     options: { ...settings, framing, tls },
-    listen: path !== undefined ? { path } : { port, host: stringOf(values.host) },
+    listen:
+      path !== undefined
+        ? { path, mode: modeText === undefined ? undefined : parseInt(modeText, 8) }
+        : { port, host: stringOf(values.host) },
     allow: listOf(values.allow),
     deny: listOf(values.deny),
     shutdownTimeout: Number(timeoutText),
@@ -192,6 +202,9 @@ export async function main(argv: string[] = process.argv.slice(2)): Promise<numb
     throw error;
   }
   raiseDescriptorLimit();
+  // A closed stdout or stderr (its reader gone) must never take the server down: writes to it are dropped.
+  process.stdout.on('error', () => undefined);
+  process.stderr.on('error', () => undefined);
   // Handlers first: a supervisor may signal the moment it sees the ready line.
   let stopped: Promise<number> | null = null;
   const stop = (signal: NodeJS.Signals): void => {
@@ -204,6 +217,8 @@ export async function main(argv: string[] = process.argv.slice(2)): Promise<numb
   };
   process.on('SIGINT', stop);
   process.on('SIGTERM', stop);
+  // A hangup (the terminal or the supervisor went away) is a graceful shutdown too.
+  process.on('SIGHUP', stop);
   let address: AddressInfo | string;
   try {
     address = await mux.listen(setup.listen);

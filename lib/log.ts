@@ -1,4 +1,5 @@
 import createDebug from 'debug';
+import { formatWithOptions } from 'node:util';
 
 /** The Tcl `logger` levels, lowest first: `debuglevel` logs its own level and everything above it. */
 export const LOG_LEVELS = ['debug', 'info', 'notice', 'warn', 'error', 'critical'] as const;
@@ -7,6 +8,36 @@ export const LOG_LEVELS = ['debug', 'info', 'notice', 'warn', 'error', 'critical
 export type LogLevel = (typeof LOG_LEVELS)[number];
 
 type LogFunction = (format: string, ...args: unknown[]) => void;
+
+/** `debug`'s own writer, as loaded: a user who replaced `debug.log` keeps theirs. */
+const DEFAULT_WRITE = createDebug.log;
+let stderrBroken = false;
+let stderrWatched = false;
+
+/**
+ * Writes one log line to stderr, as `debug` does, but never takes the process down: once stderr's reader is
+ * gone (a log collector that died: EPIPE), lines are dropped instead of throwing an uncaught error.
+ */
+function writeLine(this: unknown, ...args: unknown[]): void {
+  if (createDebug.log !== DEFAULT_WRITE) {
+    createDebug.log.apply(this, args);
+    return;
+  }
+  if (stderrBroken) return;
+  const stderr = process.stderr;
+  if (!stderrWatched) {
+    stderrWatched = true;
+    // An asynchronous EPIPE arrives as an 'error' event: without a listener it would be thrown.
+    stderr.on('error', () => {
+      stderrBroken = true;
+    });
+  }
+  try {
+    stderr.write(`${formatWithOptions(createDebug.inspectOpts ?? {}, ...args)}\n`);
+  } catch {
+    stderrBroken = true;
+  }
+}
 
 /**
  * One `debug` namespace per level and instance (`multiplexer:mp0:warn`).
@@ -20,7 +51,11 @@ export class Logger {
   private threshold: LogLevel = 'warn';
 
   constructor(readonly namespace: string) {
-    const make = (level: LogLevel): createDebug.Debugger => createDebug(`${namespace}:${level}`);
+    const make = (level: LogLevel): createDebug.Debugger => {
+      const logger = createDebug(`${namespace}:${level}`);
+      logger.log = writeLine;
+      return logger;
+    };
     this.loggers = {
       debug: make('debug'),
       info: make('info'),
