@@ -36,6 +36,8 @@ const SETTING_HELP: Record<SettingKey, string> = {
   messageTimeout: 'cut a client whose partial line is older than this, ms (0: off)',
   ipv4Prefix: 'IPv4 prefix length the per-address limit counts by',
   ipv6Prefix: 'IPv6 prefix length the per-address limit counts by',
+  outboxBytes: 'with --bus: bytes waiting for the bus before the oldest are shed',
+  outboxAge: 'with --bus: ms a frame may wait for the bus before it is shed',
 };
 
 const options: ParseArgsConfig['options'] = {

@@ -33,7 +33,7 @@ function writeLine(this: unknown, ...args: unknown[]): void {
     });
   }
   try {
-    stderr.write(`${formatWithOptions(createDebug.inspectOpts ?? {}, ...args)}\n`);
+    stderr.write(`${formatWithOptions({ colors: Boolean(createDebug.inspectOpts?.colors) }, ...args)}\n`);
   } catch {
     stderrBroken = true;
   }

@@ -1,6 +1,8 @@
 import { EventEmitter } from 'eventemitter3';
 import { randomBytes } from 'node:crypto';
 import type { AddressInfo } from 'node:net';
+import type { Bus } from './bus/bus';
+import { BusLink, type LinkStats } from './bus/link';
 import { Client, type RemoteClient } from './client';
 import { Hub, type HubOwner } from './core/hub';
 import { ListenerGuard } from './core/listeners';
@@ -79,6 +81,10 @@ export interface MultiplexerEvents<S extends object = Record<string, unknown>> {
   error: (error: Error, context: ErrorContext<S>) => void;
   /** `destroy()` finished: every listener and every client are closed. */
   close: () => void;
+  /** Messages from another node of the cluster were lost on the bus (a gap in its numbering). */
+  loss: (node: string, count: number) => void;
+  /** The bus went up (subscribed) or down. */
+  bus: (state: 'up' | 'down', error?: Error) => void;
 }
 
 /** Counters and gauges of one multiplexer, as returned by {@link Multiplexer.stats}. */
@@ -113,6 +119,8 @@ export interface MultiplexerStats {
   denials: Record<DenyReason, number>;
   /** Limits that acted without disconnecting, by kind. */
   limits: Record<LimitKind, number>;
+  /** The bus, when this node is part of a cluster: frames and messages each way, losses, the outbox. */
+  bus: (LinkStats & { node: string }) | null;
 }
 
 /** Options of `sendToAll` and `sendToRoom`. */
@@ -171,6 +179,8 @@ export class Multiplexer<S extends object = Record<string, unknown>> extends Eve
   private readonly clientView: ReadonlySet<Client<S>>;
   private readonly transports: Transport[] = [];
   private destroyed: Promise<void> | null = null;
+  private readonly link: BusLink | null = null;
+  private busOpened: Promise<void> | null = null;
 
   /**
    * Creates an instance (Tcl `::multiplexer::create`). Options are validated at once; bad ones throw a
@@ -195,6 +205,58 @@ export class Multiplexer<S extends object = Record<string, unknown>> extends Eve
     this.hub = new Hub<S>(this.hubOwner(), this.current, this.framing, this.log);
     this.clientView = new ClientsView(this.hub.members);
     if (this.forwardFilter !== Multiplexer.prototype.forwardFilter) this.hub.enableForwarding();
+    if (options.bus !== undefined) this.link = this.createLink(options.bus);
+  }
+
+  private createLink(bus: Bus): BusLink {
+    const settings = this.current;
+    const limits = {
+      get maxBytes() {
+        return settings.outboxBytes;
+      },
+      get maxAge() {
+        return settings.outboxAge;
+      },
+    };
+    const link = new BusLink(bus, this.node, limits, {
+      deliver: (node, envelopes, from) => this.hub.deliverRemote(node, envelopes, from),
+      lost: (node, count) => {
+        this.log.warn('lost %d messages from node %s on the %s bus', count, node, bus.kind);
+        this.emitGuarded('loss', node, count);
+      },
+      shed: (frames, messages) => {
+        this.log.warn('the %s bus is slow or down: shed %d frames (%d messages) from the outbox', bus.kind, frames, messages);
+      },
+      state: (up, error) => {
+        if (up) this.log.notice('%s bus up', bus.kind);
+        else this.log.warn('%s bus down: %s', bus.kind, error?.message ?? 'lost');
+        this.emitGuarded('bus', up ? 'up' : 'down', error);
+      },
+      failed: (error) => this.report(error, 'bus'),
+    });
+    this.hub.attachBus((envelopes) => link.publish(envelopes));
+    return link;
+  }
+
+  /** Opens the bus once, before the first listener accepts anyone. */
+  private openBus(): Promise<void> {
+    const link = this.link;
+    if (link === null) return Promise.resolve();
+    if (this.busOpened === null) {
+      const largest = Math.max(64 * 1024, this.current.maxMessageBytes + 2);
+      if (!link.fits(largest)) {
+        const error = withCode(
+          new RangeError(
+            `the ${link.bus.kind} bus carries frames of at most ${link.bus.maxFrameBytes} bytes: too small for messages of ${largest} bytes (maxMessageBytes, or a raw read)`,
+          ),
+          'ERR_BUS_FRAME_TOO_LARGE',
+        );
+        this.busOpened = Promise.reject(error);
+      } else {
+        this.busOpened = link.open();
+      }
+    }
+    return this.busOpened;
   }
 
   // ---------------------------------------------------------------- hooks
@@ -437,6 +499,7 @@ export class Multiplexer<S extends object = Record<string, unknown>> extends Eve
       const tlsOptions = options.tls === undefined ? this.tlsOptions : options.tls === false ? undefined : options.tls;
       transport = new StreamTransport(options, tlsOptions ?? null);
     }
+    await this.openBus();
     const address = await transport.listen(this.hub);
     if (this.destroyed !== null) {
       await transport.close();
@@ -476,6 +539,7 @@ export class Multiplexer<S extends object = Record<string, unknown>> extends Eve
       const closing = Promise.all(this.transports.map((transport) => transport.close()));
       await this.hub.shutdown(timeout);
       await closing;
+      if (this.link !== null) await this.link.close().catch((error: unknown) => this.report(error, 'bus'));
       this.hub.stop();
       this.log.notice('destroyed');
       this.emitGuarded('close');
@@ -511,6 +575,7 @@ export class Multiplexer<S extends object = Record<string, unknown>> extends Eve
       disconnects: { ...c.disconnects },
       denials: { ...c.denials },
       limits: { ...c.limits },
+      bus: this.link === null ? null : { node: this.node, ...this.link.stats },
     };
   }
 

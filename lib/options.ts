@@ -1,5 +1,6 @@
 import type { SecureContextOptions, TlsOptions } from 'node:tls';
 import { invalidArgument } from './errors';
+import type { Bus } from './bus/bus';
 import type { Framing } from './framing';
 import { LOG_LEVELS, type LogLevel } from './log';
 
@@ -80,6 +81,10 @@ export interface Settings {
   ipv4Prefix: number;
   /** `maxConnectionsPerAddress` counts IPv6 clients per prefix of this length. Default 64 (one host's share). */
   ipv6Prefix: number;
+  /** With a bus: most bytes of frames waiting for it (slow or down); past it the oldest are shed. Default 16 MiB. */
+  outboxBytes: number;
+  /** With a bus: oldest frame (ms) kept waiting for it; older ones are shed. Default 10000. */
+  outboxAge: number;
 }
 
 /**
@@ -99,6 +104,11 @@ export interface MultiplexerOptions extends Partial<Settings> {
   name?: string;
   /** This node's id in a cluster, carried by every message it puts on a bus. Default: random per process. */
   node?: string;
+  /**
+   * Joins the other nodes of a cluster over this bus (`RedisBus`, `NatsBus`, a `MemoryHub`'s bus): what a
+   * client on any node sends reaches every member on every node. Opened by the first `listen()`.
+   */
+  bus?: Bus;
 }
 
 /** The default of every setting. */
@@ -125,6 +135,8 @@ export const DEFAULTS: Readonly<Settings> = Object.freeze({
   messageTimeout: 60_000,
   ipv4Prefix: 32,
   ipv6Prefix: 64,
+  outboxBytes: 16 * 1024 * 1024,
+  outboxAge: 10_000,
 });
 
 /** A setting's name. */
@@ -189,6 +201,8 @@ const PARSERS: Parsers = {
   messageTimeout: parseCount,
   ipv4Prefix: (key, value) => parseCount(key, value, 0, 32),
   ipv6Prefix: (key, value) => parseCount(key, value, 0, 128),
+  outboxBytes: (key, value) => parseCount(key, value, 1),
+  outboxAge: (key, value) => parseCount(key, value, 1),
 };
 
 /** Every setting name, in documentation order. */
@@ -238,7 +252,7 @@ export function resolveSettings(options: MultiplexerOptions): Settings {
     const value = options[key];
     if (value !== undefined) assign(key, value);
   }
-  const known = new Set<string>([...SETTING_KEYS, 'framing', 'tls', 'name', 'node']);
+  const known = new Set<string>([...SETTING_KEYS, 'framing', 'tls', 'name', 'node', 'bus']);
   for (const key of Object.keys(options)) {
     if (!known.has(key)) {
       throw invalidArgument(`unknown option ${describe(key)}; valid options: ${[...known].join(', ')}`);

@@ -144,6 +144,19 @@ describe('examples/rooms', () => {
     expect(alice.text).not.toContain('alice: hello lobby');
   });
 
+  it('keeps a per-user mute list with a forward filter', async () => {
+    const { port } = await started(rooms.start(LOCAL));
+    const alice = await joinAs(port, 'alice');
+    const bob = await joinAs(port, 'bob');
+    const carol = await joinAs(port, 'carol');
+    await say(carol, '/mute alice', carol, '* muted alice\n');
+    await say(alice, 'can you hear me?', bob, 'alice: can you hear me?\n');
+    await say(bob, 'I can', carol, 'bob: I can\n');
+    await say(carol, '/unmute alice', carol, '* unmuted alice\n');
+    await say(alice, 'and now?', carol, 'alice: and now?\n');
+    expect(carol.text).not.toContain('can you hear me?');
+  });
+
   it('handles commands in filter() and never broadcasts them', async () => {
     const { port } = await started(rooms.start(LOCAL));
     const alice = await joinAs(port, 'alice');

@@ -1,4 +1,5 @@
-import { readFileSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type * as tls from 'node:tls';
 import { Multiplexer } from '../lib';
@@ -16,6 +17,43 @@ const TLS_FLAGS = ['--tls-cert', CERT_PATH, '--tls-key', KEY_PATH];
 const MiB = 1024 * 1024;
 
 describe('TLS', () => {
+  it('serves a TCP, a TLS (options of its own) and a Unix listener as one broadcast', async () => {
+    const mux = new Multiplexer({ debugLevel: 'critical', framing: 'line' });
+    onTeardown(() => mux.destroy({ timeout: 200 }));
+    const plain = await mux.listen({ port: 0, host: '127.0.0.1' });
+    const secure = await mux.listen({ port: 0, host: '127.0.0.1', tls: { key, cert } });
+    const dir = mkdtempSync(join(tmpdir(), 'mux-'));
+    onTeardown(() => rmSync(dir, { recursive: true, force: true }));
+    const path = await mux.listen(join(dir, 'mux.sock'));
+    expect(mux.addresses()).toEqual([plain, secure, path]);
+    expect(mux.address()).toEqual(plain);
+    const tcp = await TestClient.connect(plain.port);
+    const overTls = await TestClient.connect(secure.port, { tls: trusting });
+    const unix = await TestClient.connect(0, { path });
+    await waitFor(() => mux.clients.size === 3, 'all three to join');
+    expect([...mux.clients].map((client) => client.transport).sort()).toEqual(['tcp', 'tls', 'unix']);
+    await tcp.write('from tcp\n');
+    await overTls.write('from tls\n');
+    await unix.write('from unix\n');
+    await waitFor(
+      () => [tcp, overTls, unix].every((client) => client.text.split('\n').length === 3),
+      'each to hear the other two',
+    );
+    expect(tcp.text).toContain('from tls\n');
+    expect(tcp.text).toContain('from unix\n');
+    expect(overTls.text).toContain('from tcp\n');
+    expect(unix.text).toContain('from tls\n');
+    // The constructor's TLS is the default of listeners that do not say, and `tls: false` opts out.
+    const defaulted = new Multiplexer({ debugLevel: 'critical', tls: { key, cert } });
+    onTeardown(() => defaulted.destroy({ timeout: 200 }));
+    const defaultedTls = await defaulted.listen({ port: 0, host: '127.0.0.1' });
+    const optedOut = await defaulted.listen({ port: 0, host: '127.0.0.1', tls: false });
+    await TestClient.connect(defaultedTls.port, { tls: trusting });
+    await TestClient.connect(optedOut.port);
+    await waitFor(() => defaulted.clients.size === 2, 'a TLS and a plain client');
+    expect([...defaulted.clients].map((client) => client.transport).sort()).toEqual(['tcp', 'tls']);
+  });
+
   it('broadcasts byte for byte over TLS', async () => {
     const { mux, port } = await startMux({ tls: { key, cert } });
     const [sender, ...receivers] = await Promise.all([0, 1, 2].map(() => TestClient.connect(port, { tls: trusting })));

@@ -1,4 +1,5 @@
 import { ConnectionGate, type GatePass } from '../admission/gate';
+import type { Envelope } from '../bus/envelope';
 import { Client, type RemoteClient } from '../client';
 import { toError, withCode } from '../errors';
 import { MemoryBudget } from '../fanout/budget';
@@ -31,6 +32,9 @@ import { callGuarded, isPromiseLike } from './user-code';
 
 /** A local client or a client of another node: who sent a message. */
 export type Origin<S extends object> = Client<S> | RemoteClient<S>;
+
+/** The origin of what server code sends, on the bus. */
+const SERVER_ORIGIN = Object.freeze({ id: -1, address: '', port: 0 });
 
 /** The counters behind `stats()`. */
 export interface Counters {
@@ -148,6 +152,34 @@ export class Hub<S extends object> implements TransportHost {
       (session) => this.messageTimedOut(session),
     );
     this.applyThreshold();
+  }
+
+  /**
+   * Joins the cluster: the turn's messages for it go to `publish` after each local fan-out (local delivery
+   * never waits for the bus); messages from other nodes come in through {@link deliverRemote}.
+   */
+  attachBus(publish: (envelopes: Envelope[]) => void): void {
+    this.turn.outlet = (messages, senders, rooms, toBus) => {
+      const envelopes: Envelope[] = [];
+      for (let i = 0; i < messages.length; i += 1) {
+        if (!toBus[i]) continue;
+        const sender = senders[i];
+        const origin = sender === null ? SERVER_ORIGIN : { id: sender.id, address: sender.address, port: sender.port };
+        envelopes.push({ origin, rooms: rooms[i], message: messages[i] });
+      }
+      if (envelopes.length > 0) publish(envelopes);
+    };
+  }
+
+  /** Messages from another node, in its order: into this turn's log, for this node's members only. */
+  deliverRemote(node: string, envelopes: readonly Envelope[], from: number): void {
+    for (let i = from; i < envelopes.length; i += 1) {
+      const { origin, rooms, message } = envelopes[i];
+      if (rooms !== null && rooms.length === 0) continue;
+      const sender: RemoteClient<S> | null =
+        origin.id < 0 ? null : { node, id: origin.id, address: origin.address, port: origin.port, state: {} };
+      this.turn.append(message, sender, null, rooms, false);
+    }
   }
 
   /** Recomputes what follows from the settings (after `config()`). */
