@@ -1,5 +1,5 @@
 import { MemoryHub, Multiplexer, type Bus, type BusListener, type MultiplexerOptions } from '../../lib';
-import { connectAll, delay, onTeardown, TestClient, waitFor } from '../helpers/net';
+import { connectAll, delay, onTeardown, type TestClient, waitFor } from '../helpers/net';
 import { joined } from '../helpers/serve';
 
 /** Starts `count` multiplexers joined by one in-memory hub, each on its own port. */
