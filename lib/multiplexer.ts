@@ -225,7 +225,12 @@ export class Multiplexer<S extends object = Record<string, unknown>> extends Eve
         this.emitGuarded('loss', node, count);
       },
       shed: (frames, messages) => {
-        this.log.warn('the %s bus is slow or down: shed %d frames (%d messages) from the outbox', bus.kind, frames, messages);
+        this.log.warn(
+          'the %s bus is slow or down: shed %d frames (%d messages) from the outbox',
+          bus.kind,
+          frames,
+          messages,
+        );
       },
       state: (up, error) => {
         if (up) this.log.notice('%s bus up', bus.kind);

@@ -102,7 +102,8 @@ export class BusLink implements BusListener {
     private readonly limits: OutboxLimits,
     private readonly owner: LinkOwner,
   ) {
-    if (Buffer.byteLength(node) > 255) throw withCode(new RangeError('a node id is at most 255 bytes'), 'ERR_INVALID_OPTION');
+    if (Buffer.byteLength(node) > 255)
+      throw withCode(new RangeError('a node id is at most 255 bytes'), 'ERR_INVALID_OPTION');
     this.headerBytes = headerBytes(node, this.incarnation);
   }
 
@@ -126,7 +127,10 @@ export class BusLink implements BusListener {
       const size = envelopeBytes(envelope);
       if (this.headerBytes + size > max) {
         this.owner.failed(
-          withCode(new RangeError(`a message of ${envelope.message.length} bytes does not fit in one frame of the bus`), 'ERR_BUS_FRAME_TOO_LARGE'),
+          withCode(
+            new RangeError(`a message of ${envelope.message.length} bytes does not fit in one frame of the bus`),
+            'ERR_BUS_FRAME_TOO_LARGE',
+          ),
         );
         continue;
       }
@@ -200,7 +204,13 @@ export class BusLink implements BusListener {
   // ---------------------------------------------------------------- outbox
 
   private enqueue(envelopes: Envelope[]): void {
-    const frame: Frame = { kind: FrameKind.Messages, node: this.node, incarnation: this.incarnation, first: this.seq, envelopes };
+    const frame: Frame = {
+      kind: FrameKind.Messages,
+      node: this.node,
+      incarnation: this.incarnation,
+      first: this.seq,
+      envelopes,
+    };
     this.seq += envelopes.length;
     const bytes = encodeFrame(frame);
     this.outbox.push({ bytes, messages: envelopes.length, at: Date.now() });
@@ -214,7 +224,10 @@ export class BusLink implements BusListener {
     const now = Date.now();
     let frames = 0;
     let messages = 0;
-    while (this.outbox.length > this.inFlight && (this.stats.outboxBytes > maxBytes || now - this.outbox[this.inFlight].at > maxAge)) {
+    while (
+      this.outbox.length > this.inFlight &&
+      (this.stats.outboxBytes > maxBytes || now - this.outbox[this.inFlight].at > maxAge)
+    ) {
       const [dropped] = this.outbox.splice(this.inFlight, 1);
       this.stats.outboxBytes -= dropped.bytes.length;
       frames += 1;
