@@ -19,8 +19,10 @@ export interface Healthy {
   readonly receivers: number;
   /** Receivers the server disconnected. */
   readonly cut: number;
-  /** Records missing at receivers still connected once the probe drained. */
+  /** Records skipped at receivers still connected, and what they lack once the probe drained. */
   readonly lost: number;
+  /** Records the receivers still connected had not got yet when the drain gave up (0 when drained). */
+  readonly behind: number;
   readonly reordered: number;
   /** Bytes the disconnected receivers had not got when they were cut (sent by then, not received). */
   readonly missingBytes: number;
@@ -79,6 +81,7 @@ const mib = (bytes: number): number => round(bytes / MiB);
 export function healthyOf(result: ProbeResult): Healthy {
   const { receivers, atStop, measuredS } = result;
   let lost = 0;
+  let behind = 0;
   let missing = 0;
   let cut = 0;
   let reordered = 0;
@@ -88,8 +91,13 @@ export function healthyOf(result: ProbeResult): Healthy {
     if (receiver.closed) {
       cut += 1;
       cutAfter += receiver.bytes;
-      missing += Math.max(0, receiver.sentAtClose - receiver.bytes);
-    } else lost += result.sentRecords - receiver.records;
+      missing += Math.max(0, receiver.sentAtCut - receiver.bytes);
+    } else if (result.drained) lost += result.sentRecords - receiver.records;
+    else {
+      // Not drained: what it skipped is lost, what it has not reached yet may still come.
+      lost += receiver.lost;
+      behind += result.sentRecords - receiver.records - receiver.lost;
+    }
   });
   const seconds = Math.max(measuredS, 0.001);
   const bytes = atStop.receivers.reduce((sum, receiver) => sum + receiver.bytes, 0);
@@ -98,6 +106,7 @@ export function healthyOf(result: ProbeResult): Healthy {
     receivers: receivers.length,
     cut,
     lost,
+    behind,
     reordered,
     missingBytes: missing,
     cutAfterBytes: cut === 0 ? 0 : cutAfter / cut,

@@ -14,6 +14,7 @@ import * as tls from 'node:tls';
 import { parentPort, workerData } from 'node:worker_threads';
 import { Histogram } from './histogram';
 import { KIND_DATA, KIND_WARM, NEWLINE, readSeq, readTime, stamp, template, timeDigits, wellFormed } from './message';
+import { TCP_ESTABLISHED, tcpStates } from './tcp-states';
 
 /** How a receiver reads: as fast as it can (null), at most `bytesPerSecond` on average, or pausing after each chunk in proportion to it. */
 export type Pace = { readonly kind: 'rate' | 'chunk'; readonly bytesPerSecond: number } | null;
@@ -62,8 +63,8 @@ export interface ReceiverSnapshot {
   closed: boolean;
   /** How the server ended it: `end`, an error code, or null while connected. */
   closedBy: string | null;
-  /** Measured bytes sent when it closed (what it should have had by then); 0 while connected. */
-  sentAtClose: number;
+  /** Measured bytes sent when the server cut it (seen from the server's side of the connection); 0 while connected. */
+  sentAtCut: number;
 }
 
 export interface ProbeSnapshot {
@@ -122,7 +123,7 @@ function runProbe(config: ProbeConfig, post: (report: ProbeReport) => void): voi
     foreignLines = 0;
     closed = false;
     closedBy: string | null = null;
-    sentAtClose = 0;
+    sentAtCut = 0;
     private carry: Buffer | null = null;
     private readBytes = 0;
     private readStart = 0;
@@ -136,14 +137,19 @@ function runProbe(config: ProbeConfig, post: (report: ProbeReport) => void): voi
       socket.on('error', (error: NodeJS.ErrnoException) => (this.closedBy ??= error.code ?? error.message));
       socket.on('close', () => {
         this.closed = true;
-        this.sentAtClose = sender.sentBytes;
+        this.markCut();
         this.closedBy ??= 'close';
       });
     }
 
     snapshot(): ReceiverSnapshot {
-      const { records, bytes, rawBytes, lost, reordered, foreignLines, closed, closedBy, sentAtClose } = this;
-      return { records, bytes, rawBytes, lost, reordered, foreignLines, closed, closedBy, sentAtClose };
+      const { records, bytes, rawBytes, lost, reordered, foreignLines, closed, closedBy, sentAtCut } = this;
+      return { records, bytes, rawBytes, lost, reordered, foreignLines, closed, closedBy, sentAtCut };
+    }
+
+    /** The server let it go: what was sent by then is what it should have had. */
+    markCut(): void {
+      if (this.sentAtCut === 0) this.sentAtCut = Math.max(1, sender.sentBytes);
     }
 
     private onData(chunk: Buffer): void {
@@ -313,6 +319,16 @@ function runProbe(config: ProbeConfig, post: (report: ProbeReport) => void): voi
 
   const receivers: Receiver[] = [];
   const sender = new Sender();
+  // A slow reader sees the server's close only after the data before it: watch the server's side instead.
+  const watch = setInterval(() => {
+    if (receivers.every((receiver) => receiver.sentAtCut > 0)) return;
+    const states = tcpStates(config.port);
+    for (const receiver of receivers) {
+      const key = `${receiver.socket.localAddress}:${receiver.socket.localPort}`;
+      const state = states.get(key);
+      if (receiver.synced && state !== undefined && state !== TCP_ESTABLISHED) receiver.markCut();
+    }
+  }, 100);
 
   const connect = (): Promise<net.Socket> =>
     new Promise((resolve, reject) => {
@@ -388,6 +404,7 @@ function runProbe(config: ProbeConfig, post: (report: ProbeReport) => void): voi
     } else if (command.cmd === 'snapshot') post({ type: 'snapshot', snapshot: snapshot() });
     else if (command.cmd === 'stop') void stop(command.quietMs, command.timeoutMs);
     else if (command.cmd === 'exit') {
+      clearInterval(watch);
       sender.stop();
       for (const socket of sockets) socket.destroy();
       parentPort?.close();

@@ -54,6 +54,9 @@ export interface AttackRow {
   readonly load1: number;
 }
 
+/** The repository root (dist/bench/ is two levels down). */
+const ROOT = join(__dirname, '..', '..');
+
 class Context implements AttackContext {
   readonly pool = new SocketPool();
   readonly figures: Record<string, Figure> = {};
@@ -67,7 +70,7 @@ class Context implements AttackContext {
 
   async cli(flags: readonly string[], options?: CliOptions): Promise<Cli> {
     const all = [...flags, ...this.extraFlags];
-    this.firstFlags ??= all.join(' ');
+    this.firstFlags ??= all.map((flag) => flag.replace(`${ROOT}/`, '')).join(' ');
     if (this.aborted) throw new Error('called off');
     const cli = await startCli(all, options);
     this.clis.push(cli);
@@ -200,7 +203,7 @@ function healthyText(healthy: Healthy | null): [string, string, string, string] 
     healthy.mbPerS >= 0.1 ? String(healthy.mbPerS) : `${healthy.deliveriesPerS} rec/s`,
     String(healthy.p50Ms),
     String(healthy.p99Ms),
-    `${healthy.lost} / ${healthy.reordered} / ${cut}${missing}${healthy.drained ? '' : ' (not drained)'}`,
+    `${healthy.lost} / ${healthy.reordered} / ${cut}${missing}${healthy.drained ? '' : ` (${healthy.behind} records behind at the end)`}`,
   ];
 }
 
@@ -251,9 +254,11 @@ function selected(): Attack[] {
 }
 
 function gitDescription(): string {
-  const head = spawnSync('git', ['rev-parse', '--short', 'HEAD'], { encoding: 'utf8' }).stdout.trim();
-  const dirty = spawnSync('git', ['status', '--porcelain', 'lib'], { encoding: 'utf8' }).stdout.trim();
-  return head === '' ? 'unknown' : `${head}${dirty === '' ? '' : ' with uncommitted changes in lib/'}`;
+  const git = (...args: string[]): string => spawnSync('git', args, { cwd: ROOT, encoding: 'utf8' }).stdout.trim();
+  const head = git('rev-parse', '--short', 'HEAD');
+  const lib = git('log', '-1', '--format=%h %s', '--', 'lib').slice(0, 90);
+  const dirty = git('status', '--porcelain', 'lib') !== '';
+  return head === '' ? 'unknown' : `${head}; lib/ last changed in ${lib}${dirty ? ', with uncommitted changes' : ''}`;
 }
 
 async function main(): Promise<void> {
@@ -261,7 +266,7 @@ async function main(): Promise<void> {
   raiseDescriptorLimit();
   const attacks = selected();
   const extraFlags = (process.env.EXTRA_FLAGS ?? '').split(/\s+/).filter((flag) => flag !== '');
-  const out = join(__dirname, '..', '..', 'bench', 'results');
+  const out = join(ROOT, 'bench', 'results');
   const base = process.env.ATTACKS_OUT?.trim() || 'attacks';
   mkdirSync(out, { recursive: true });
   const jsonl = join(out, `${base}.jsonl`);
