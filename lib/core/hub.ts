@@ -134,7 +134,7 @@ export class Hub<S extends object> implements TransportHost {
     );
     this.flow = new FlowControl<Session<S>>(
       settings,
-      () => this.members.size,
+      () => this.members,
       () => this.turn.fanOut(),
     );
     this.budget = new MemoryBudget(

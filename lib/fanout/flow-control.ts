@@ -1,5 +1,5 @@
 import type { Settings } from '../options';
-import type { Outbound } from './outbound';
+import { clock, type Outbound } from './outbound';
 
 /** What flow control needs of a client. */
 export interface FlowMember {
@@ -25,6 +25,13 @@ const HOLD_REFILL = 4;
 const MINORITY_REFILL = 0.25;
 /** A holder that completed a write this recently is draining: its hold is progress, not a stall. */
 const DRAINING_MS = 60;
+/**
+ * How long a receiver that became congested holds senders back before it shows it reads while behind (a
+ * write completing while it is congested): a reader that never reads holds them this long at most.
+ */
+const UNPROVEN_HOLD_MS = 50;
+/** A receiver written to this recently takes part in the broadcast: it counts as keeping up or behind. */
+const ACTIVE_MS = 1000;
 /** Most a receiver's proof window may grow to, however slowly its kernel wakes the writer. */
 const MAX_PROOF_WINDOW = 10_000;
 /** Bytes of held senders' input framed per event-loop turn while they are released. */
@@ -62,20 +69,19 @@ export class FlowControl<M extends FlowMember> {
   private minorityBudget: number;
   private minorityStamp = Date.now();
   private releasing: NodeJS.Immediate | null = null;
-  /** The holders were the majority at the last check: the server is the bottleneck. */
-  private overloaded = false;
+
   /** Set while a fan-out runs: a release waits for its end. */
   private deferred = false;
   private releaseWanted = false;
 
   /**
    * @param settings read live, so config() changes apply
-   * @param memberCount how many clients are in the broadcast
+   * @param members the clients in the broadcast
    * @param fanOut gives out what is in the turn log now (after each released sender)
    */
   constructor(
     private readonly settings: Readonly<Settings>,
-    private readonly memberCount: () => number,
+    private readonly members: () => Iterable<M>,
     private readonly fanOut: () => void,
   ) {
     this.minorityBudget = settings.stallTimeout;
@@ -111,6 +117,11 @@ export class FlowControl<M extends FlowMember> {
   progressed(member: M): void {
     const out = member.out;
     if (out.congested && !this.holders.has(member)) this.holders.add(member);
+  }
+
+  /** Senders waiting because of receivers, and receivers they wait for, for logs and tests. */
+  get holderCount(): number {
+    return this.holders.size;
   }
 
   /** A receiver drained to half of `highWaterMark`. */
@@ -160,16 +171,30 @@ export class FlowControl<M extends FlowMember> {
 
   /**
    * How long after its last completed write a congested receiver still counts as reading: twice the gaps its
-   * kernel shows, at least `stallTimeout`, and four times that while the holders are the majority (readers
-   * that stall together, a GC pause or a busy machine on their side, are waited for a little longer).
+   * kernel shows between completions, and at least `stallTimeout`.
    */
   private proofWindow(out: Outbound): number {
-    const floor = this.settings.stallTimeout * (this.overloaded ? 4 : 1);
-    return Math.min(MAX_PROOF_WINDOW, Math.max(floor, 2 * out.typicalGap));
+    return Math.min(MAX_PROOF_WINDOW, Math.max(this.settings.stallTimeout, 2 * out.typicalGap));
   }
 
+  /**
+   * True while a congested receiver holds senders back: it showed it reads while behind (a write completed
+   * since it became congested) within its proof window; or, until it has, for a moment after it fell behind.
+   */
   private proven(out: Outbound, now: number): boolean {
-    return now - out.progressAt <= this.proofWindow(out);
+    if (out.provenAt >= out.congestedSince) return now - out.provenAt <= this.proofWindow(out);
+    return now - out.congestedSince <= UNPROVEN_HOLD_MS;
+  }
+
+  /** Receivers that took part in the broadcast lately and are not behind. */
+  private keepingUp(now: number): number {
+    const halfMark = this.settings.highWaterMark / 2;
+    let count = 0;
+    for (const member of this.members()) {
+      const out = member.out;
+      if (!out.congested && !out.lagging && now - out.lastWriteAt <= ACTIVE_MS && out.backlog <= halfMark) count += 1;
+    }
+    return count;
   }
 
   private endCongestion(member: M): void {
@@ -216,9 +241,8 @@ export class FlowControl<M extends FlowMember> {
         }
       }
     }
-    const keepingUp = this.memberCount() - this.congestion.size - this.laggards.size;
-    const minority = this.holders.size > 0 && this.holders.size <= keepingUp;
-    this.overloaded = this.holders.size > keepingUp;
+    clock.now = now;
+    const minority = this.holders.size > 0 && this.holders.size <= this.keepingUp(now);
     let stalling = false;
     if (minority) {
       for (const member of this.holders) if (now - member.out.progressAt > DRAINING_MS) stalling = true;

@@ -4,6 +4,12 @@ import { ENTRY_OVERHEAD, OutboundQueue, taken as emptyTaken, type Taken } from '
 import { Share } from './share';
 import type { MemoryAccount, Slab } from './slab';
 
+/**
+ * A coarse clock, moved on once per fan-out and per flow-control check: what a write stamps on its receiver
+ * without a clock read per write.
+ */
+export const clock = { now: Date.now() };
+
 /** A share is written at once while less than this is still on its way to the kernel. */
 export const DIRECT_LIMIT = 64 * 1024;
 /** Largest write made from a queue. */
@@ -67,6 +73,10 @@ export class Outbound {
   progressAt = 0;
   /** A typical time between completed writes while it is behind (the kernel wakes writers in steps). */
   typicalGap = 0;
+  /** When a write last completed while it was congested: it showed it reads while behind. */
+  provenAt = 0;
+  /** When it was last written to: a receiver that gets nothing is neither keeping up nor behind. */
+  lastWriteAt = 0;
   /** A polite close is waiting for the queue to empty. */
   endWhenFlushed = false;
   /** Messages dropped for it under a drop policy. */
@@ -158,6 +168,7 @@ export class Outbound {
     if (this.congested) {
       const gap = now - this.progressAt;
       this.typicalGap = Math.max(gap, this.typicalGap * 0.75);
+      this.provenAt = now;
     }
     this.progressAt = now;
     if (this.congested || this.lagging) this.owner.progressed();
@@ -229,6 +240,7 @@ export class Outbound {
     const connection = this.connection;
     const before = connection.pending;
     connection.write(views);
+    this.lastWriteAt = clock.now;
     this.owner.wrote(bytes, messages);
     if (connection.pending === 0) return; // the kernel took it all at once
     if (before === 0 && this.idle) {

@@ -1,5 +1,5 @@
 import type { Codec } from '../transport/connection';
-import type { Outbound } from './outbound';
+import { clock, type Outbound } from './outbound';
 import { inAnyRoom, type RoomIndex } from './rooms';
 import { Share } from './share';
 import { slabOf, type Slab } from './slab';
@@ -163,6 +163,7 @@ export class TurnLog<R extends Receiver, O> {
     if (count === 0 || this.fanning !== null) return;
     this.current = this.spare;
     this.current.seq = log.seq + 1;
+    clock.now = Date.now();
     const slab = slabOf(log.messages);
     const fanning = { log, slab, wsSlab: null as Slab | null };
     this.fanning = fanning;

@@ -1,4 +1,5 @@
 import type { Socket } from 'node:net';
+import { withCode } from '../errors';
 import type { DenyReason, ExitReason } from '../types';
 import { normalizeAddress, type Codec, type Connection, type ConnectionOwner, type TransportKind } from './connection';
 
@@ -36,6 +37,14 @@ function onClose(this: OwnedSocket): void {
 function onTimeout(this: OwnedSocket): void {
   ownerOf(this)?.onIdle();
 }
+/**
+ * A TLS handshake after the first: the client renegotiated. Node's disableRenegotiation() does not act on a
+ * TLSSocket layered over an accepted socket (no error is ever raised), so a second handshake cuts it here.
+ */
+function onSecureAgain(this: OwnedSocket): void {
+  const error = withCode(new Error('TLS renegotiation is not allowed'), 'ERR_PROTOCOL');
+  ownerOf(this)?.onError(error, 'protocol-error');
+}
 
 /**
  * A connection over a stream socket: TCP, TLS or a Unix socket. Writes go straight to the socket; one
@@ -64,6 +73,7 @@ export class StreamConnection implements Connection {
     socket.on('error', onError);
     socket.on('close', onClose);
     socket.on('timeout', onTimeout);
+    if (kind === 'tls') socket.on('secure', onSecureAgain);
     if (kind !== 'unix') socket.setNoDelay(true);
   }
 

@@ -187,13 +187,16 @@ async function removeStaleSocket(path: string): Promise<void> {
   }
   const live = await new Promise<boolean>((resolve) => {
     const probe = net.connect({ path });
-    probe.once('connect', () => {
-      probe.destroy();
-      resolve(true);
-    });
-    probe.once('error', (error: NodeJS.ErrnoException) =>
+    probe.on('error', (error: NodeJS.ErrnoException) =>
       resolve(error.code !== 'ECONNREFUSED' && error.code !== 'ENOENT'),
     );
+    probe.once('connect', () => {
+      // Something answers: leave politely (a reset could hurt the server that is there) and leave it alone.
+      resolve(true);
+      probe.resume();
+      probe.end();
+      setTimeout(() => probe.destroy(), 1000).unref();
+    });
   });
   if (!live) {
     try {
