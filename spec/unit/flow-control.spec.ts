@@ -1,0 +1,439 @@
+import { FlowControl, type FlowMember } from '../../lib/fanout/flow-control';
+import { Share } from '../../lib/fanout/share';
+import { slabOf } from '../../lib/fanout/slab';
+import type { Settings } from '../../lib/options';
+import { OutboundPeer, RecordingAccount, settingsWith } from '../helpers/fanout';
+import { MemoryConnection } from '../helpers/memory-connection';
+
+const HWM = 10_000;
+const STALL = 250;
+const CHUNK = 64 * 1024;
+
+/**
+ * A client as the flow control sees it: a real Outbound over a memory connection whose kernel takes nothing
+ * until the test completes writes, wired to the flow control as a session is, and an inbound side reduced to
+ * what flow control drives: paused or not, and `stash` bytes of unframed input framed a chunk at a time.
+ */
+class FlowPeer extends OutboundPeer implements FlowMember {
+  flow: FlowControl<FlowPeer> | null = null;
+  paused = false;
+  resumes = 0;
+  lags = 0;
+  laggedAt: number | null = null;
+  congestedAt: number | null = null;
+  /** Unframed input waiting, in bytes. */
+  stash = 0;
+  /** Bytes framed by each releaseFromFlow call. */
+  readonly released: number[] = [];
+
+  constructor(
+    readonly name: string,
+    settings: Settings,
+  ) {
+    super(new MemoryConnection().stall(), settings, new RecordingAccount());
+  }
+
+  private get control(): FlowControl<FlowPeer> {
+    if (this.flow === null) throw new Error('not wired');
+    return this.flow;
+  }
+
+  override congested(): void {
+    this.congestedAt = Date.now();
+    this.control.congested(this);
+  }
+
+  override relieved(): void {
+    this.control.relieved(this);
+  }
+
+  override progressed(): void {
+    this.control.progressed(this);
+  }
+
+  pauseForFlow(): void {
+    this.paused = true;
+  }
+
+  releaseFromFlow(bytes: number): number {
+    let fed = 0;
+    while (this.stash > 0 && fed < bytes) {
+      const chunk = Math.min(CHUNK, this.stash);
+      this.stash -= chunk;
+      fed += chunk;
+    }
+    this.released.push(fed);
+    return fed;
+  }
+
+  get stashed(): boolean {
+    return this.stash > 0;
+  }
+
+  resumeFromFlow(): void {
+    this.paused = false;
+    this.resumes += 1;
+  }
+
+  lagged(): void {
+    this.lags += 1;
+    this.laggedAt = Date.now();
+  }
+
+  /** Gives it `bytes` the kernel does not take: its backlog grows by that much. */
+  fill(bytes: number): this {
+    const share = new Share();
+    share.range(0, 1);
+    this.out.accept(share, slabOf([Buffer.alloc(bytes)]), []);
+    return this;
+  }
+
+  /** The kernel takes `bytes` of its backlog (a completed write). */
+  drip(bytes = 100): void {
+    this.connection.complete(bytes);
+  }
+}
+
+/** A flow control over peers, the number of members in the broadcast set by the test. */
+class Fixture {
+  members: number;
+  readonly settings = settingsWith({ highWaterMark: HWM, stallTimeout: STALL, maxQueuedBytes: 1 << 30 });
+  fanOuts = 0;
+  onFanOut: () => void = () => undefined;
+  readonly flow: FlowControl<FlowPeer>;
+
+  constructor(members: number) {
+    this.members = members;
+    this.flow = new FlowControl<FlowPeer>(
+      this.settings,
+      () => this.members,
+      () => {
+        this.fanOuts += 1;
+        this.onFanOut();
+      },
+    );
+  }
+
+  peer(name: string): FlowPeer {
+    const peer = new FlowPeer(name, this.settings);
+    peer.flow = this.flow;
+    return peer;
+  }
+
+  /** A sender held back, with `stash` bytes of input waiting. */
+  sender(name: string, stash = 0): FlowPeer {
+    const peer = this.peer(name);
+    peer.stash = stash;
+    this.flow.holdSender(peer);
+    return peer;
+  }
+}
+
+/** Advances the clock by `ms` in steps of `every`, calling `each` before each step. */
+function run(ms: number, every: number, each: () => void = () => undefined): void {
+  for (let elapsed = 0; elapsed < ms; elapsed += every) {
+    each();
+    jest.advanceTimersByTime(every);
+  }
+}
+
+let fixture: Fixture;
+const START = 1_000_000;
+beforeEach(() => {
+  jest.useFakeTimers({ now: START });
+});
+afterEach(() => {
+  fixture?.flow.stop();
+  jest.useRealTimers();
+});
+
+describe('FlowControl', () => {
+  describe('holding senders back', () => {
+    it('holds senders back while a congested receiver shows it is reading', () => {
+      fixture = new Fixture(4);
+      expect(fixture.flow.holding).toBe(false);
+      fixture.peer('r').fill(HWM * 5);
+      expect(fixture.flow.holding).toBe(true);
+      const sender = fixture.sender('s');
+      expect(sender.paused).toBe(true);
+      expect(fixture.flow.heldCount).toBe(1);
+      fixture.flow.holdSender(sender);
+      expect(fixture.flow.heldCount).toBe(1);
+    });
+
+    it('lets senders go once the receiver drains to half of highWaterMark', () => {
+      fixture = new Fixture(4);
+      const receiver = fixture.peer('r').fill(HWM * 2);
+      const sender = fixture.sender('s');
+      receiver.drip(HWM * 2 - HWM / 2);
+      expect(fixture.flow.holding).toBe(false);
+      expect(sender.paused).toBe(false);
+      expect(fixture.flow.heldCount).toBe(0);
+      expect(receiver.out.congested).toBe(false);
+    });
+
+    it('lets senders go when the receiver leaves the broadcast', () => {
+      fixture = new Fixture(4);
+      const receiver = fixture.peer('r').fill(HWM * 2);
+      const sender = fixture.sender('s');
+      fixture.flow.forgetReceiver(receiver);
+      expect(fixture.flow.holding).toBe(false);
+      expect(sender.paused).toBe(false);
+    });
+
+    it('no longer waits to release a sender it was told to forget', () => {
+      fixture = new Fixture(4);
+      const receiver = fixture.peer('r').fill(HWM * 2);
+      const sender = fixture.sender('s');
+      fixture.flow.forgetSender(sender);
+      expect(fixture.flow.heldCount).toBe(0);
+      receiver.drip(HWM * 2);
+      expect(sender.resumes).toBe(0);
+    });
+  });
+
+  describe('a congested minority', () => {
+    it('spends its hold budget while it holds senders, and is lagging after stallTimeout in all', () => {
+      fixture = new Fixture(4);
+      const receiver = fixture.peer('r').fill(1_000_000);
+      const sender = fixture.sender('s');
+      run(STALL - 50, 20, () => receiver.drip()); // it reads, slowly: it stays far above the mark
+      expect(receiver.out.lagging).toBe(false);
+      expect(fixture.flow.holding).toBe(true);
+      expect(sender.paused).toBe(true);
+      run(100, 20, () => receiver.drip());
+      expect(receiver.out.lagging).toBe(true);
+      expect(receiver.lags).toBe(1);
+      expect(fixture.flow.holding).toBe(false);
+      expect(sender.paused).toBe(false);
+      run(1000, 20, () => receiver.drip());
+      expect(receiver.lags).toBe(1); // once per episode
+      expect(fixture.flow.holding).toBe(false); // senders do not wait for a lagging receiver
+    });
+
+    it('is no longer lagging once it drains to half the mark, and earns its budget back while below it', () => {
+      fixture = new Fixture(4);
+      const receiver = fixture.peer('r').fill(100_000);
+      run(STALL + 100, 20, () => receiver.drip());
+      expect(receiver.out.lagging).toBe(true);
+      receiver.drip(100_000);
+      expect(receiver.out.lagging).toBe(false);
+      jest.advanceTimersByTime(25); // 25 ms below the mark earn 100 ms of holding back
+      receiver.fill(HWM * 100);
+      expect(fixture.flow.holding).toBe(true);
+      run(60, 20, () => receiver.drip());
+      expect(receiver.out.lagging).toBe(false);
+      run(100, 20, () => receiver.drip());
+      expect(receiver.out.lagging).toBe(true);
+    });
+
+    it('has its whole budget again after a long enough time below the mark', () => {
+      fixture = new Fixture(4);
+      const receiver = fixture.peer('r').fill(100_000);
+      run(STALL + 100, 20, () => receiver.drip());
+      receiver.drip(100_000);
+      jest.advanceTimersByTime(STALL); // earns 4 ms per ms: the whole budget back, and no more
+      receiver.fill(HWM * 100);
+      run(STALL - 50, 20, () => receiver.drip());
+      expect(receiver.out.lagging).toBe(false);
+      run(100, 20, () => receiver.drip());
+      expect(receiver.out.lagging).toBe(true);
+    });
+  });
+
+  describe('a congested majority', () => {
+    it('is not charged: the server is the bottleneck, senders wait, nobody is lagging', () => {
+      fixture = new Fixture(2);
+      const receivers = [fixture.peer('a').fill(1_000_000), fixture.peer('b').fill(1_000_000)];
+      const sender = fixture.sender('s');
+      run(5000, 20, () => receivers.forEach((receiver) => receiver.drip()));
+      expect(receivers.map((receiver) => receiver.out.lagging)).toEqual([false, false]);
+      expect(receivers.map((receiver) => receiver.lags)).toEqual([0, 0]);
+      expect(receivers.map((receiver) => receiver.out.holdBudget)).toEqual([STALL, STALL]);
+      expect(fixture.flow.holding).toBe(true);
+      expect(sender.paused).toBe(true);
+    });
+  });
+
+  describe('a receiver that stops completing writes', () => {
+    // Alone, it is the majority: its hold budget is not charged, only its proof window applies (4 x stallTimeout).
+    it('stops holding senders once its proof window passes, without being cut or lagging', () => {
+      fixture = new Fixture(1);
+      const receiver = fixture.peer('r').fill(HWM * 5);
+      const sender = fixture.sender('s');
+      jest.advanceTimersByTime(4 * STALL - 100);
+      expect(fixture.flow.holding).toBe(true);
+      jest.advanceTimersByTime(200);
+      expect(fixture.flow.holding).toBe(false);
+      expect(sender.paused).toBe(false);
+      expect(receiver.lags).toBe(1); // reported, but it is still congested, not lagging
+      expect(receiver.out.lagging).toBe(false);
+      expect(receiver.out.congested).toBe(true);
+    });
+
+    it('holds senders again after a completion', () => {
+      fixture = new Fixture(1);
+      const receiver = fixture.peer('r').fill(HWM * 5);
+      jest.advanceTimersByTime(4 * STALL + 100);
+      expect(fixture.flow.holding).toBe(false);
+      receiver.drip();
+      expect(fixture.flow.holding).toBe(true);
+      const sender = fixture.sender('s');
+      expect(sender.paused).toBe(true);
+    });
+
+    it('stops holding after stallTimeout when it is a minority that never read', () => {
+      fixture = new Fixture(4);
+      fixture.peer('r').fill(HWM * 5);
+      jest.advanceTimersByTime(STALL - 50);
+      expect(fixture.flow.holding).toBe(true);
+      jest.advanceTimersByTime(100);
+      expect(fixture.flow.holding).toBe(false);
+    });
+
+    it('has a proof window that follows the gaps between its completions (twice the typical gap)', () => {
+      fixture = new Fixture(1);
+      const receiver = fixture.peer('r').fill(HWM * 50);
+      jest.advanceTimersByTime(2000);
+      expect(fixture.flow.holding).toBe(false); // past 4 x stallTimeout without a completion
+      receiver.drip(); // a gap of 2000 ms: its kernel wakes the writer in steps
+      expect(fixture.flow.holding).toBe(true);
+      jest.advanceTimersByTime(3500);
+      expect(fixture.flow.holding).toBe(true);
+      jest.advanceTimersByTime(700);
+      expect(fixture.flow.holding).toBe(false);
+    });
+
+    it('has a proof window of at most 10 s, however long the gaps', () => {
+      fixture = new Fixture(1);
+      const receiver = fixture.peer('r').fill(HWM * 50);
+      jest.advanceTimersByTime(30_000);
+      receiver.drip();
+      jest.advanceTimersByTime(9_900);
+      expect(fixture.flow.holding).toBe(true);
+      jest.advanceTimersByTime(200);
+      expect(fixture.flow.holding).toBe(false);
+    });
+  });
+
+  describe('releasing held senders', () => {
+    it("frames the held senders' input in turns of about 256 KiB, in the order they were held, a fan-out after each", () => {
+      fixture = new Fixture(4);
+      const receiver = fixture.peer('r').fill(HWM * 2);
+      const first = fixture.sender('first', 200 * 1024);
+      const second = fixture.sender('second', 200 * 1024);
+      const third = fixture.sender('third', 120 * 1024);
+      receiver.drip(HWM * 2);
+      // This turn: all of the first (200 KiB), then one 64 KiB chunk of the second uses up the 256 KiB.
+      expect(first.released).toEqual([200 * 1024]);
+      expect(first.paused).toBe(false);
+      expect(second.released).toEqual([CHUNK]);
+      expect(second.paused).toBe(true);
+      expect(third.released).toEqual([]);
+      expect(third.paused).toBe(true);
+      expect(fixture.fanOuts).toBe(2);
+      jest.advanceTimersByTime(1); // the next turn
+      expect(second.released).toEqual([CHUNK, 136 * 1024]);
+      expect(third.released).toEqual([120 * 1024]);
+      expect([first, second, third].map((peer) => peer.paused)).toEqual([false, false, false]);
+      expect(fixture.flow.heldCount).toBe(0);
+      expect(fixture.fanOuts).toBe(4);
+    });
+
+    it('stops as soon as a released sender puts a receiver behind again', () => {
+      fixture = new Fixture(4);
+      const receiver = fixture.peer('r').fill(HWM * 2);
+      const other = fixture.peer('other');
+      const first = fixture.sender('first', 1000);
+      const second = fixture.sender('second', 1000);
+      fixture.onFanOut = () => {
+        if (fixture.fanOuts === 1) other.fill(HWM * 2); // what the first sender sent fills another receiver
+      };
+      receiver.drip(HWM * 2);
+      expect(first.released).toEqual([1000]);
+      expect(first.paused).toBe(true); // it is held again, with the others
+      expect(second.released).toEqual([]);
+      expect(second.paused).toBe(true);
+      other.drip(HWM * 2);
+      expect(second.released).toEqual([1000]);
+      expect(second.paused).toBe(false);
+      expect(first.paused).toBe(false);
+    });
+
+    it('waits for the end of a fan-out in progress', () => {
+      fixture = new Fixture(4);
+      const receiver = fixture.peer('r').fill(HWM * 2);
+      const sender = fixture.sender('s', 1000);
+      fixture.flow.fanning(true);
+      receiver.drip(HWM * 2);
+      expect(sender.released).toEqual([]);
+      expect(sender.paused).toBe(true);
+      fixture.flow.fanning(false);
+      expect(sender.released).toEqual([1000]);
+      expect(sender.paused).toBe(false);
+    });
+  });
+
+  describe('the shared minority budget', () => {
+    /**
+     * Runs `seconds` with one new receiver every 100 ms that never reads. It is filled past the mark as soon as
+     * senders are not held (broadcasts flow only then), as a new reader is by the traffic.
+     */
+    function newcomers(seconds: number, onStep: (elapsed: number) => void = () => undefined): FlowPeer[] {
+      const peers: FlowPeer[] = [];
+      const waiting: FlowPeer[] = [];
+      for (let elapsed = 0; elapsed < seconds * 1000; elapsed += 10) {
+        if (elapsed % 100 === 0) {
+          const peer = fixture.peer(`n${peers.length}`);
+          peers.push(peer);
+          waiting.push(peer);
+        }
+        if (!fixture.flow.holding) for (const peer of waiting.splice(0)) peer.fill(HWM * 5);
+        onStep(elapsed);
+        jest.advanceTimersByTime(10);
+      }
+      return peers;
+    }
+
+    it('stops non-draining holders early once spent, when newcomers stall one after another', () => {
+      fixture = new Fixture(1000);
+      const peers = newcomers(3);
+      const heldFor = peers
+        .filter((peer) => peer.laggedAt !== null)
+        .map((peer) => (peer.laggedAt as number) - (peer.congestedAt as number));
+      expect(heldFor.length).toBeGreaterThan(20);
+      expect(heldFor[0]).toBeGreaterThanOrEqual(STALL - 50); // the first spends its own budget
+      for (const held of heldFor.slice(10)) expect(held).toBeLessThanOrEqual(110); // later ones: little more than 60 ms
+    });
+
+    it('leaves a draining holder its own budget while the shared one is spent', () => {
+      fixture = new Fixture(1000);
+      let drainer: FlowPeer | null = null;
+      newcomers(2, (elapsed) => {
+        if (elapsed === 1000) drainer = fixture.peer('drainer').fill(1_000_000);
+        if (drainer !== null && elapsed % 20 === 0) drainer.drip();
+      });
+      const peer = drainer as unknown as FlowPeer;
+      expect(peer.laggedAt).not.toBeNull();
+      expect((peer.laggedAt as number) - (peer.congestedAt as number)).toBeGreaterThanOrEqual(STALL - 50);
+    });
+
+    // Suspected bug (lib/fanout/flow-control.ts, tick(): holders stop only once `now - out.progressAt >
+    // DRAINING_MS`, and the shared budget is charged only on ticks where some holder is past it): the class
+    // comment promises that stalls by minorities, "one new reader that never reads every 100 ms", take at most a
+    // fifth of the time in the long run; but every newcomer still holds senders for DRAINING_MS plus up to one
+    // watchdog tick (60-100 ms) whatever the shared budget, so with one every 100 ms senders are held nearly
+    // all the time.
+    it('holds senders back at most about a fifth of the time when a non-reading newcomer comes every 100 ms', () => {
+      fixture = new Fixture(1000);
+      let held = 0;
+      let samples = 0;
+      newcomers(20, (elapsed) => {
+        if (elapsed < 5000) return; // past the first budget
+        samples += 1;
+        if (fixture.flow.holding) held += 1;
+      });
+      expect(held / samples).toBeLessThanOrEqual(0.25);
+    });
+  });
+});
