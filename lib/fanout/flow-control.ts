@@ -26,8 +26,9 @@ const MINORITY_REFILL = 0.25;
 /** A holder that completed a write this recently is draining: its hold is progress, not a stall. */
 const DRAINING_MS = 60;
 /**
- * How long a receiver that became congested holds senders back before it shows it reads while behind (a
- * write completing while it is congested): a reader that never reads holds them this long at most.
+ * How long a minority receiver that fell behind holds senders back before it shows it reads while behind (a
+ * write completing while it is congested): a newcomer that never reads holds them this long at most, and
+ * only while the shared budget lasts.
  */
 const UNPROVEN_HOLD_MS = 50;
 /** A receiver written to this recently takes part in the broadcast: it counts as keeping up or behind. */
@@ -41,19 +42,22 @@ const RELEASE_BYTES_PER_TURN = 256 * 1024;
  * Who makes senders wait, and for how long.
  *
  * A receiver whose backlog passes `highWaterMark` is congested. It holds senders back (reading from them
- * pauses, TCP pushes back on them) while it shows it is reading: a write of its completed within its proof
- * window, which follows how often its kernel wakes the writer (a slow reader's kernel takes bytes in steps
- * of a third of its send buffer, seconds apart). One that stops taking bytes stops holding anyone within
- * that window, without being cut: its queue grows to `maxQueuedBytes` and its policy applies.
+ * pauses, TCP pushes back on them) while it shows it is reading: a write of its completed, while it was
+ * behind, within its proof window. The window follows how often its kernel wakes the writer (a slow
+ * reader's kernel takes bytes in steps of a third of its send buffer, seconds apart): twice its typical gap,
+ * at least `stallTimeout`. One that stops taking bytes stops holding anyone when its window passes, without
+ * being cut: its queue grows to `maxQueuedBytes` and its policy applies; it holds again once it takes bytes.
  *
- * While the readers that hold senders back are a minority, each spends its own budget (`stallTimeout` in
- * all, earned back while it keeps up). Holds by minorities that are not draining (no write completed in
- * the last moment) also spend one shared budget that refills at a quarter of real time: once it is spent,
- * such holders stop holding, so stalls by minorities, however many receivers come and go (one new reader
- * that never reads every 100 ms), take at most a fifth of the time in the long run, while a receiver that
- * is draining keeps its own budget. A receiver whose budget is spent is lagging: senders stop waiting for it
- * until it drains to half the mark. While the holders are the majority, the server itself is the
- * bottleneck: senders wait, nobody is charged.
+ * Whether the holders are a minority or the majority is counted over the receivers that got data lately (a
+ * client that only sends is neither). While they are the majority, the server itself is the bottleneck:
+ * senders wait, nobody is charged, and one that fell behind may hold senders for `stallTimeout` before it
+ * shows it reads. While they are a minority, each spends its own budget (`stallTimeout` in all, earned back
+ * while it keeps up); one that has not shown it reads holds senders for a moment only (50 ms); and holds by
+ * minorities that are not draining spend one shared budget that refills at a quarter of real time. When it
+ * is spent, such holders stop holding, so stalls by minorities, however many receivers come and go (a new
+ * reader that never reads every 100 ms), take at most a fifth of the time in the long run, while a receiver
+ * that is draining keeps its own budget. A receiver whose own budget is spent is lagging: senders stop
+ * waiting for it until it drains to half the mark.
  */
 export class FlowControl<M extends FlowMember> {
   /** Congested receivers (not lagging). */
@@ -109,7 +113,9 @@ export class FlowControl<M extends FlowMember> {
     out.congestedSince = now;
     out.lagReported = false;
     this.congestion.add(member);
-    if (this.proven(out, now)) this.holders.add(member);
+    // It has not shown it reads while behind yet: it holds senders until the next check, if the shared
+    // budget has any left (a majority that falls behind is let hold there).
+    if (this.minorityBudget > 0 || this.holders.size > 0) this.holders.add(member);
     this.startWatchdog(now);
   }
 
@@ -177,22 +183,21 @@ export class FlowControl<M extends FlowMember> {
     return Math.min(MAX_PROOF_WINDOW, Math.max(this.settings.stallTimeout, 2 * out.typicalGap));
   }
 
-  /**
-   * True while a congested receiver holds senders back: it showed it reads while behind (a write completed
-   * since it became congested) within its proof window; or, until it has, for a moment after it fell behind.
-   */
+  /** True when a congested receiver showed it reads while behind (a write completed since) within its window. */
   private proven(out: Outbound, now: number): boolean {
-    if (out.provenAt >= out.congestedSince) return now - out.provenAt <= this.proofWindow(out);
-    return now - out.congestedSince <= UNPROVEN_HOLD_MS;
+    return out.provenAt >= out.congestedSince && now - out.provenAt <= this.proofWindow(out);
   }
 
-  /** Receivers that took part in the broadcast lately and are not behind. */
-  private keepingUp(now: number): number {
+  /** Receivers that took part in the broadcast lately and are not behind: counted up to `enough`. */
+  private keepingUp(now: number, enough: number): number {
     const halfMark = this.settings.highWaterMark / 2;
     let count = 0;
     for (const member of this.members()) {
       const out = member.out;
-      if (!out.congested && !out.lagging && now - out.lastWriteAt <= ACTIVE_MS && out.backlog <= halfMark) count += 1;
+      if (!out.congested && !out.lagging && now - out.lastWriteAt <= ACTIVE_MS && out.backlog <= halfMark) {
+        count += 1;
+        if (count >= enough) break;
+      }
     }
     return count;
   }
@@ -209,7 +214,7 @@ export class FlowControl<M extends FlowMember> {
     this.refillMinority(now);
     this.lastTick = now;
     const { stallTimeout } = this.settings;
-    this.watchdog = setInterval(() => this.tick(), Math.max(5, Math.min(50, stallTimeout / 4)));
+    this.watchdog = setInterval(() => this.tick(), Math.max(5, Math.min(20, stallTimeout / 10)));
     this.watchdog.unref();
   }
 
@@ -223,44 +228,56 @@ export class FlowControl<M extends FlowMember> {
     const now = Date.now();
     const elapsed = now - this.lastTick;
     this.lastTick = now;
-    const halfMark = this.settings.highWaterMark / 2;
+    clock.now = now;
+    const { highWaterMark, stallTimeout } = this.settings;
+    for (const member of this.congestion) {
+      // Drained without a completion we saw (a small highWaterMark).
+      if (member.out.backlog <= highWaterMark / 2) this.relieved(member);
+    }
+    // Who may hold senders back: readers that showed they read while behind, within their proof window; and
+    // those that have not shown it yet, for stallTimeout after they fell behind.
+    const candidates: M[] = [];
     for (const member of this.congestion) {
       const out = member.out;
-      if (out.backlog <= halfMark) {
-        this.relieved(member); // drained without a completion we saw (a small highWaterMark)
-        continue;
-      }
-      if (this.proven(out, now)) {
-        this.holders.add(member);
-      } else {
-        this.holders.delete(member);
-        // It stopped taking bytes: senders no longer wait for it (it holds them again once it takes some).
-        if (!out.lagReported) {
-          out.lagReported = true;
-          member.lagged();
-        }
+      if (this.proven(out, now) || (out.provenAt < out.congestedSince && now - out.congestedSince <= stallTimeout)) {
+        candidates.push(member);
       }
     }
-    clock.now = now;
-    const minority = this.holders.size > 0 && this.holders.size <= this.keepingUp(now);
+    const minority = candidates.length > 0 && candidates.length <= this.keepingUp(now, candidates.length);
+    const holding = new Set<M>();
     let stalling = false;
-    if (minority) {
-      for (const member of this.holders) if (now - member.out.progressAt > DRAINING_MS) stalling = true;
+    for (const member of candidates) {
+      const out = member.out;
+      const unproven = out.provenAt < out.congestedSince;
+      // A minority that has not shown it reads holds senders a moment, and only while the shared budget lasts.
+      if (minority && unproven && (now - out.congestedSince > UNPROVEN_HOLD_MS || this.minorityBudget <= 0)) continue;
+      holding.add(member);
+      // A hold by a receiver that has not shown it reads while behind is never progress.
+      if (unproven || now - out.progressAt > DRAINING_MS) stalling = true;
     }
-    if (stalling) {
-      this.minorityBudget -= elapsed;
+    if (minority && stalling) {
+      // Overdrawn between checks: the debt is paid back before the next minority may hold.
+      this.minorityBudget = Math.max(-stallTimeout, this.minorityBudget - elapsed);
       this.minorityStamp = now;
     } else {
       this.refillMinority(now);
     }
-    if (minority) {
-      for (const member of this.holders) {
-        const out = member.out;
-        out.holdBudget -= Math.min(elapsed, now - out.congestedSince);
-        // Once the shared budget is spent, holders that are not draining stop holding anyone back.
-        if (out.holdBudget <= 0 || (this.minorityBudget <= 0 && now - out.progressAt > DRAINING_MS)) this.lag(member);
+    for (const member of this.holders) {
+      if (holding.has(member)) continue;
+      this.holders.delete(member);
+      // It stopped taking bytes: senders no longer wait for it (it holds them again once it takes some).
+      if (!member.out.lagReported) {
+        member.out.lagReported = true;
+        member.lagged();
       }
-      if (this.minorityBudget < 0) this.minorityBudget = 0;
+    }
+    for (const member of holding) {
+      this.holders.add(member);
+      if (!minority) continue;
+      const out = member.out;
+      out.holdBudget -= Math.min(elapsed, now - out.congestedSince);
+      // Once the shared budget is spent, holders that are not draining stop holding anyone back.
+      if (out.holdBudget <= 0 || (this.minorityBudget <= 0 && now - out.progressAt > DRAINING_MS)) this.lag(member);
     }
     if (this.holders.size === 0) this.release();
     if (this.congestion.size === 0 && this.watchdog !== null) {

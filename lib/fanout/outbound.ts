@@ -10,6 +10,9 @@ import type { MemoryAccount, Slab } from './slab';
  */
 export const clock = { now: Date.now() };
 
+/** How fast a receiver's typical gap between completions fades once its gaps get shorter. */
+const GAP_HALF_LIFE_MS = 10_000;
+
 /** A share is written at once while less than this is still on its way to the kernel. */
 export const DIRECT_LIMIT = 64 * 1024;
 /** Largest write made from a queue. */
@@ -75,6 +78,8 @@ export class Outbound {
   typicalGap = 0;
   /** When a write last completed while it was congested: it showed it reads while behind. */
   provenAt = 0;
+  /** When `typicalGap` was last updated. */
+  private gapAt = 0;
   /** When it was last written to: a receiver that gets nothing is neither keeping up nor behind. */
   lastWriteAt = 0;
   /** A polite close is waiting for the queue to empty. */
@@ -156,18 +161,21 @@ export class Outbound {
     const share = OWN;
     share.reset();
     share.own(message);
-    const dropsBefore = this.drops;
-    const ok = this.enqueue(share, null, message.length, false);
+    const lost = this.enqueue(share, null, message.length, false);
     share.clear();
-    return ok && this.drops === dropsBefore;
+    return lost === 0;
   }
 
   /** A write completed. */
   onWritten(now: number): void {
     if (this.flights !== null) this.land();
     if (this.congested) {
+      // The kernel wakes a writer in steps: a long gap, then a burst of completions. The typical gap keeps the
+      // long ones, fading with time (half in 10 s), not with each completion of a burst.
       const gap = now - this.progressAt;
-      this.typicalGap = Math.max(gap, this.typicalGap * 0.75);
+      const faded = this.typicalGap * 0.5 ** ((now - this.gapAt) / GAP_HALF_LIFE_MS);
+      this.typicalGap = Math.max(gap, faded);
+      this.gapAt = now;
       this.provenAt = now;
     }
     this.progressAt = now;
@@ -283,27 +291,30 @@ export class Outbound {
 
   /**
    * Queues a share that cannot be written now, applying the slow-consumer policy past `maxQueuedBytes`.
-   * @returns false when the policy is to disconnect
+   * @returns how many of the share's own messages were not queued (all of them when the policy disconnects)
    */
-  private enqueue(share: Share, slab: Slab | null, bytes: number, write: boolean): boolean {
+  private enqueue(share: Share, slab: Slab | null, bytes: number, write: boolean): number {
     const settings = this.owner.settings;
     const queue = (this.queue ??= new OutboundQueue(this.owner.account));
     const wasIdle = queue.length === 0 && this.connection.pending === 0;
     const cost = bytes + share.count * ENTRY_OVERHEAD;
     const total = this.backlog + cost;
     let dropped = 0;
+    let lost = 0;
     if (total <= settings.maxQueuedBytes) {
       pushShare(queue, share, slab, 0, share.count);
     } else if (settings.slowConsumer === 'disconnect') {
       this.owner.overflowed(0);
-      return false;
+      return share.messages;
     } else if (settings.slowConsumer === 'drop-oldest') {
       // Oldest first: what is queued (never what the kernel holds), then the share's own oldest messages.
       const excess = total - settings.maxQueuedBytes;
       dropped += queue.dropOldest(excess);
-      dropped += pushNewest(queue, share, slab, settings.maxQueuedBytes - this.backlog);
+      lost = pushNewest(queue, share, slab, settings.maxQueuedBytes - this.backlog);
+      dropped += lost;
     } else {
-      dropped += pushOldest(queue, share, slab, settings.maxQueuedBytes - this.backlog);
+      lost = pushOldest(queue, share, slab, settings.maxQueuedBytes - this.backlog);
+      dropped += lost;
     }
     if (wasIdle && queue.length > 0) {
       this.progressAt = Date.now();
@@ -315,7 +326,7 @@ export class Outbound {
       this.owner.overflowed(dropped);
     }
     if (write) this.pump();
-    return true;
+    return lost;
   }
 }
 

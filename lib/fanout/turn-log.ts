@@ -73,8 +73,9 @@ export class TurnLog<R extends Receiver, O> {
   /** The log being given out, while a fan-out runs. */
   private fanning: { log: Log<R, O>; slab: Slab; wsSlab: Slab | null } | null = null;
   private flushTimer: NodeJS.Immediate | null = null;
-  private readonly share = new Share();
-  private readonly scratch: Buffer[] = [];
+  /** Scratch shares: one per receiver being served, more only when user code re-enters (a catch-up). */
+  private readonly shares: Share[] = [];
+  private scratch: Buffer[] = [];
   private dirty: R[] = [];
   private spareDirty: R[] = [];
   /** Work that must wait for the end of the fan-out in progress (events user code may react to). */
@@ -206,11 +207,11 @@ export class TurnLog<R extends Receiver, O> {
     const from = out.turnSeq === log.seq ? out.turnFrom : 0;
     if (due(receiver, log.seq) && from < log.messages.length) {
       // Not given out yet, so there is no slab: its messages go as its own.
-      this.share.reset();
-      this.collect(receiver, log, from, null);
+      const share = this.borrow();
+      this.collect(share, receiver, log, from, null);
       out.turnSeq = log.seq;
       out.turnFrom = log.messages.length;
-      this.accept(receiver, null);
+      this.accept(share, receiver, null);
     }
   }
 
@@ -244,16 +245,22 @@ export class TurnLog<R extends Receiver, O> {
     const from = out.turnSeq === log.seq ? out.turnFrom : 0;
     out.turnSeq = log.seq + 1;
     out.turnFrom = 0;
-    this.share.reset();
+    const share = this.borrow();
     let slab = fanning.slab;
     if (receiver.codec === 'ws') slab = fanning.wsSlab ??= this.wsSlabOf(log.messages);
-    this.collect(receiver, log, from, slab);
-    this.accept(receiver, slab);
+    this.collect(share, receiver, log, from, slab);
+    this.accept(share, receiver, slab);
+  }
+
+  /** A scratch share, empty: the pooled one, or a new one when user code re-entered while one is in use. */
+  private borrow(): Share {
+    const share = this.shares.pop() ?? new Share();
+    share.reset();
+    return share;
   }
 
   /** Puts in the share the messages `from..` of `log` meant for `receiver`: runs of `slab`, or own pieces. */
-  private collect(receiver: R, log: Log<R, O>, from: number, slab: Slab | null): void {
-    const share = this.share;
+  private collect(share: Share, receiver: R, log: Log<R, O>, from: number, slab: Slab | null): void {
     const { messages, excepts, rooms, senders } = log;
     const count = messages.length;
     const forward = this.forward;
@@ -281,17 +288,22 @@ export class TurnLog<R extends Receiver, O> {
     if (run >= 0) share.range(run, count);
   }
 
-  private accept(receiver: R, slab: Slab | null): void {
-    const share = this.share;
+  private accept(share: Share, receiver: R, slab: Slab | null): void {
     if (share.count > 0) {
       receiver.taking = true;
+      // User code run from here (a limit listener, a forward filter's send) may need a scratch of its own.
+      const scratch = this.scratch;
+      this.scratch = [];
       try {
-        receiver.out.accept(share, slab, this.scratch);
+        receiver.out.accept(share, slab, scratch);
       } finally {
         receiver.taking = false;
         share.clear();
+        scratch.length = 0;
+        this.scratch = scratch;
       }
     }
+    this.shares.push(share);
     receiver.afterShare();
   }
 

@@ -94,6 +94,10 @@ export class MessageDecoder implements Decoder {
       sink.message(chunk, chunk);
       return chunk.length;
     }
+    if (chunk.length === 0) {
+      sink.message(chunk, NEWLINE_BUFFER); // an empty message is an empty line
+      return 0;
+    }
     let start = 0;
     while (start < chunk.length) {
       const newline = chunk.indexOf(NEWLINE, start);

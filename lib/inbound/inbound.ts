@@ -80,6 +80,7 @@ export class Inbound implements MessageSink {
   /** It left on its own: what waits for its rate limit is dropped, the rest still goes out. */
   private departed = false;
   private draining = false;
+  private doneReported = false;
 
   constructor(
     private readonly decoder: Decoder,
@@ -398,7 +399,10 @@ export class Inbound implements MessageSink {
 
   /** Tells the owner once a departed client's input is all out. */
   private check(): void {
-    if ((this.departed || this.dropped) && this.done) this.owner.inputDone();
+    if ((this.departed || this.dropped) && this.done && !this.doneReported) {
+      this.doneReported = true;
+      this.owner.inputDone();
+    }
   }
 }
 

@@ -31,14 +31,17 @@ export class TokenBuckets {
     const { maxMessagesPerSecond: perMessage, maxBytesPerSecond: perByte } = limits;
     const elapsed = Math.max(0, now - this.stamp) / 1000;
     this.stamp = now;
-    this.messages = Math.min(perMessage, this.messages + elapsed * perMessage);
-    this.bytes = Math.min(perByte, this.bytes + elapsed * perByte);
-    if (this.messages >= perMessage && this.bytes >= perByte) this.throttled = false;
+    // A limit that is off (0) has no bucket: it neither refills nor runs into debt.
+    if (perMessage > 0) this.messages = Math.min(perMessage, this.messages + elapsed * perMessage);
+    if (perByte > 0) this.bytes = Math.min(perByte, this.bytes + elapsed * perByte);
+    if ((perMessage === 0 || this.messages >= perMessage) && (perByte === 0 || this.bytes >= perByte)) {
+      this.throttled = false;
+    }
     const messagesShort = perMessage > 0 && this.messages < 1;
     const bytesShort = perByte > 0 && (strict ? this.bytes < size : this.bytes <= 0);
     if (!messagesShort && !bytesShort) {
-      this.messages -= 1;
-      this.bytes -= size;
+      if (perMessage > 0) this.messages -= 1;
+      if (perByte > 0) this.bytes -= size;
       return 0;
     }
     const seconds = Math.max(

@@ -32,6 +32,8 @@ const DEFAULT_SETTINGS: Readonly<Settings> = {
   messageTimeout: 60_000,
   ipv4Prefix: 32,
   ipv6Prefix: 64,
+  outboxBytes: 16 * 1024 * 1024,
+  outboxAge: 10_000,
 };
 
 /** The default settings with some changed. */

@@ -94,9 +94,14 @@ class FlowPeer extends OutboundPeer implements FlowMember {
   }
 }
 
-/** A flow control over peers, the number of members in the broadcast set by the test. */
+/**
+ * A flow control over peers, the number of members in the broadcast set by the test: the peers it made, and
+ * as many more receivers that keep up (they get data and are not behind).
+ */
 class Fixture {
   members: number;
+  private readonly peers: FlowPeer[] = [];
+  private readonly keepers: FlowPeer[] = [];
   readonly settings = settingsWith({ highWaterMark: HWM, stallTimeout: STALL, maxQueuedBytes: 1 << 30 });
   fanOuts = 0;
   onFanOut: () => void = () => undefined;
@@ -106,7 +111,7 @@ class Fixture {
     this.members = members;
     this.flow = new FlowControl<FlowPeer>(
       this.settings,
-      () => this.members,
+      () => this.everyone(),
       () => {
         this.fanOuts += 1;
         this.onFanOut();
@@ -114,15 +119,32 @@ class Fixture {
     );
   }
 
-  peer(name: string): FlowPeer {
-    const peer = new FlowPeer(name, this.settings);
+  /** A receiver (it takes part in the broadcast), or with `receives` false a client that only sends. */
+  peer(name: string, receives = true): FlowPeer {
+    const made = new FlowPeer(name, this.settings);
+    const peer = receives ? this.active(made) : made;
     peer.flow = this.flow;
+    this.peers.push(peer);
+    return peer;
+  }
+
+  /** The members: the peers, then receivers that keep up up to `members`. */
+  private everyone(): FlowPeer[] {
+    while (this.peers.length + this.keepers.length < this.members) {
+      this.keepers.push(this.active(new FlowPeer(`keeper${this.keepers.length}`, this.settings)));
+    }
+    return [...this.peers, ...this.keepers.slice(0, Math.max(0, this.members - this.peers.length))];
+  }
+
+  /** Makes a peer count as taking part in the broadcast (written to lately). */
+  private active(peer: FlowPeer): FlowPeer {
+    Object.defineProperty(peer.out, 'lastWriteAt', { get: () => Date.now(), set: () => undefined });
     return peer;
   }
 
   /** A sender held back, with `stash` bytes of input waiting. */
   sender(name: string, stash = 0): FlowPeer {
-    const peer = this.peer(name);
+    const peer = this.peer(name, false);
     peer.stash = stash;
     this.flow.holdSender(peer);
     return peer;
@@ -256,12 +278,13 @@ describe('FlowControl', () => {
   });
 
   describe('a receiver that stops completing writes', () => {
-    // Alone, it is the majority: its hold budget is not charged, only its proof window applies (4 x stallTimeout).
-    it('stops holding senders once its proof window passes, without being cut or lagging', () => {
+    // Alone, it is the majority: its hold budget is not charged; it holds senders for stallTimeout at most
+    // before it shows it reads while behind.
+    it('stops holding senders once stallTimeout passes without a completion, without being cut or lagging', () => {
       fixture = new Fixture(1);
       const receiver = fixture.peer('r').fill(HWM * 5);
       const sender = fixture.sender('s');
-      jest.advanceTimersByTime(4 * STALL - 100);
+      jest.advanceTimersByTime(STALL - 100);
       expect(fixture.flow.holding).toBe(true);
       jest.advanceTimersByTime(200);
       expect(fixture.flow.holding).toBe(false);
@@ -274,7 +297,7 @@ describe('FlowControl', () => {
     it('holds senders again after a completion', () => {
       fixture = new Fixture(1);
       const receiver = fixture.peer('r').fill(HWM * 5);
-      jest.advanceTimersByTime(4 * STALL + 100);
+      jest.advanceTimersByTime(STALL + 100);
       expect(fixture.flow.holding).toBe(false);
       receiver.drip();
       expect(fixture.flow.holding).toBe(true);
@@ -282,12 +305,12 @@ describe('FlowControl', () => {
       expect(sender.paused).toBe(true);
     });
 
-    it('stops holding after stallTimeout when it is a minority that never read', () => {
+    it('holds senders for a moment only (50 ms) when it is a minority that never read', () => {
       fixture = new Fixture(4);
       fixture.peer('r').fill(HWM * 5);
-      jest.advanceTimersByTime(STALL - 50);
+      jest.advanceTimersByTime(30);
       expect(fixture.flow.holding).toBe(true);
-      jest.advanceTimersByTime(100);
+      jest.advanceTimersByTime(50);
       expect(fixture.flow.holding).toBe(false);
     });
 
@@ -395,15 +418,14 @@ describe('FlowControl', () => {
       return peers;
     }
 
-    it('stops non-draining holders early once spent, when newcomers stall one after another', () => {
+    it('lets each newcomer that never reads hold senders a moment at most', () => {
       fixture = new Fixture(1000);
       const peers = newcomers(3);
       const heldFor = peers
         .filter((peer) => peer.laggedAt !== null)
         .map((peer) => (peer.laggedAt as number) - (peer.congestedAt as number));
-      expect(heldFor.length).toBeGreaterThan(20);
-      expect(heldFor[0]).toBeGreaterThanOrEqual(STALL - 50); // the first spends its own budget
-      for (const held of heldFor.slice(10)) expect(held).toBeLessThanOrEqual(110); // later ones: little more than 60 ms
+      expect(heldFor.length).toBeGreaterThan(5);
+      for (const held of heldFor) expect(held).toBeLessThanOrEqual(80);
     });
 
     it('leaves a draining holder its own budget while the shared one is spent', () => {
@@ -418,12 +440,6 @@ describe('FlowControl', () => {
       expect((peer.laggedAt as number) - (peer.congestedAt as number)).toBeGreaterThanOrEqual(STALL - 50);
     });
 
-    // Suspected bug (lib/fanout/flow-control.ts, tick(): holders stop only once `now - out.progressAt >
-    // DRAINING_MS`, and the shared budget is charged only on ticks where some holder is past it): the class
-    // comment promises that stalls by minorities, "one new reader that never reads every 100 ms", take at most a
-    // fifth of the time in the long run; but every newcomer still holds senders for DRAINING_MS plus up to one
-    // watchdog tick (60-100 ms) whatever the shared budget, so with one every 100 ms senders are held nearly
-    // all the time.
     it('holds senders back at most about a fifth of the time when a non-reading newcomer comes every 100 ms', () => {
       fixture = new Fixture(1000);
       let held = 0;

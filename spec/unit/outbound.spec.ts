@@ -359,17 +359,25 @@ describe('Outbound', () => {
     it('follows the typical gap between completions while congested', () => {
       jest.useFakeTimers({ now: 0 });
       try {
-        const peer = stalledPeer({ highWaterMark: hwm });
-        giveAll(peer, slabOf([Buffer.alloc(hwm * 10)]));
+        const peer = stalledPeer({ highWaterMark: hwm, maxQueuedBytes: hwm * 1000 });
+        giveAll(peer, slabOf([Buffer.alloc(hwm * 200)]));
         jest.advanceTimersByTime(400);
         peer.connection.complete(hwm);
         expect(peer.out.typicalGap).toBe(400);
-        jest.advanceTimersByTime(100);
-        peer.connection.complete(hwm);
-        expect(peer.out.typicalGap).toBe(300); // decays by a quarter, never below the last gap
+        // A burst of quick completions after a long gap keeps the long gap: it fades with time, not with them.
+        for (let i = 0; i < 5; i += 1) {
+          jest.advanceTimersByTime(1);
+          peer.connection.complete(hwm);
+        }
+        expect(peer.out.typicalGap).toBeCloseTo(400 * 0.5 ** (5 / 10_000), 5);
+        for (let i = 0; i < 100; i += 1) {
+          jest.advanceTimersByTime(100);
+          peer.connection.complete(hwm);
+        }
+        expect(peer.out.typicalGap).toBeCloseTo(200, -1); // half of it after ten seconds of shorter gaps
         jest.advanceTimersByTime(1000);
         peer.connection.complete(hwm);
-        expect(peer.out.typicalGap).toBe(1000);
+        expect(peer.out.typicalGap).toBe(1000); // a longer gap is taken at once
       } finally {
         jest.useRealTimers();
       }
