@@ -1,6 +1,6 @@
 /** Shared steps of the bus fault specs: a pair of buses on a channel, and waits on what they report. */
 import type { Bus } from '../../lib';
-import { BusRecorder, openBus, settle, uniqueChannel } from '../contract/bus.contract';
+import { type BusRecorder, openBus, settle, uniqueChannel } from '../contract/bus.contract';
 import { waitFor } from './net';
 
 /**
