@@ -160,9 +160,11 @@ export class NatsBus extends BrokerBus {
 
   protected send(frame: Buffer): Promise<void> {
     if (this.connection === null) return Promise.reject(new Error('not connected'));
-    // Into the client's outbound buffer, written on the next microtask: "on its way" as far as NATS says.
+    // nats.js buffers without bound and says nothing when it drops that buffer on a reconnect: resolve only
+    // once the server answered a PING sent after the frame, so a resolved publish reached the server, and a
+    // caller that waits for it cannot outrun the connection.
     this.connection.publish(this.channel, frame);
-    return Promise.resolve();
+    return this.connection.flush();
   }
 
   protected probe(): Promise<void> {

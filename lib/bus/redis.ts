@@ -41,6 +41,11 @@ function retryDelay(attempt: number): number {
   return Math.min(50 * 2 ** Math.min(attempt, 10), 500) + Math.floor(Math.random() * 100);
 }
 
+/** The cause given with `down()` when a connection closed without an error of its own. */
+function lost(role: 'publisher' | 'subscriber', event: string): Error {
+  return new Error(`${role} connection ${event === 'end' ? 'ended' : event === 'close' ? 'closed' : 'reconnecting'}`);
+}
+
 /** One way of talking to Redis: the clients of one library in one topology. */
 interface RedisCarrier {
   connect(): Promise<void>;
@@ -177,9 +182,13 @@ class NodeRedisServerCarrier implements RedisCarrier {
     const make = await this.factory();
     this.publisher = make();
     this.subscriber = make();
-    for (const client of [this.publisher, this.subscriber]) {
+    for (const [role, client] of [
+      ['publisher', this.publisher],
+      ['subscriber', this.subscriber],
+    ] as const) {
       client.on('error', (error: unknown) => this.events.changed(error));
-      for (const event of ['ready', 'reconnecting', 'end']) client.on(event, () => this.events.changed());
+      client.on('ready', () => this.events.changed());
+      for (const event of ['reconnecting', 'end']) client.on(event, () => this.events.changed(lost(role, event)));
     }
     await Promise.all([this.publisher.connect(), this.subscriber.connect()]);
     // node-redis resubscribes by itself on every reconnect and only says 'ready' once the SUBSCRIBE was answered.
@@ -351,9 +360,14 @@ class IORedisServerCarrier implements RedisCarrier {
     this.publisher = publisher;
     this.subscriber = subscriber;
     subscriber.on('close', () => (this.subscribed = false));
-    for (const client of [publisher, subscriber]) {
+    for (const [role, client] of [
+      ['publisher', publisher],
+      ['subscriber', subscriber],
+    ] as const) {
       client.on('error', (error: unknown) => this.events.changed(error));
-      for (const event of ['ready', 'close', 'reconnecting', 'end']) client.on(event, () => this.events.changed());
+      client.on('ready', () => this.events.changed());
+      for (const event of ['close', 'reconnecting', 'end'])
+        client.on(event, () => this.events.changed(lost(role, event)));
     }
     subscriber.on('messageBuffer', (_channel: Buffer, message: Buffer) => this.events.frame(message));
     await Promise.all([publisher.connect(), subscriber.connect()]);
