@@ -27,14 +27,16 @@ export interface RedisBusOptions {
    */
   readonly client?: NodeRedisClient | NodeRedisCluster | IORedis | IORedisCluster;
   /**
-   * The largest frame, in bytes. Default 64 MiB: Redis takes up to 512 MiB (proto-max-bulk-len), but a frame
-   * that large stalls every other frame on both connections and is held in full by the server per subscriber.
+   * The largest frame, in bytes. Default 8 MiB. Redis itself takes bulk strings up to 512 MiB
+   * (proto-max-bulk-len), but it cuts a subscriber whose output buffer passes `client-output-buffer-limit
+   * pubsub` (32 MB at once, or 8 MB for 60 s, by default): a frame of 31 MiB already gets every subscriber
+   * cut, and one of 8 MiB stays under the soft limit. Raise both together.
    */
   readonly maxFrameBytes?: number;
 }
 
 /** The default largest frame of a {@link RedisBus}. */
-export const REDIS_MAX_FRAME_BYTES = 64 * 1024 * 1024;
+export const REDIS_MAX_FRAME_BYTES = 8 * 1024 * 1024;
 
 /** Reconnect delays: 50, 100, 200, 400, then 500 ms, plus up to 100 ms of jitter (node-redis's own cap is 2.2 s). */
 function retryDelay(attempt: number): number {
