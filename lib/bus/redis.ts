@@ -272,7 +272,7 @@ class NodeRedisClusterCarrier implements RedisCarrier {
     for (const event of ['node-ready', 'node-reconnecting', 'node-disconnect', 'node-connect', 'disconnect']) {
       cluster.on(event, this.onChange);
     }
-    if (!cluster.isOpen) await cluster.connect();
+    await connectShared(cluster);
     await cluster.sSubscribe(this.channel, this.onFrame, true);
     this.subscribed = true;
   }
@@ -331,6 +331,22 @@ class NodeRedisClusterCarrier implements RedisCarrier {
       }
     }
   }
+}
+
+/** Connections under way of clusters that several buses share, so that only the first one connects. */
+const connecting = new WeakMap<RedisClusterType, Promise<unknown>>();
+
+/** Connects a cluster client unless it is (being) connected; resolves once it is ready. */
+async function connectShared(cluster: RedisClusterType): Promise<void> {
+  if (cluster.isReady) return;
+  let pending = connecting.get(cluster);
+  if (pending === undefined) {
+    // Opened by its owner but not ready yet: its 'connect' comes once the slots are discovered.
+    pending = cluster.isOpen ? new Promise((resolve) => cluster.once('connect', resolve)) : cluster.connect();
+    connecting.set(cluster, pending);
+    void pending.finally(() => connecting.delete(cluster)).catch(() => undefined);
+  }
+  await pending;
 }
 
 /** ioredis on one server: two duplicates of the user's client, offline queue off, resubscribed by the bus. */

@@ -1,3 +1,4 @@
+import { connect } from '@nats-io/transport-node';
 import { NatsBus } from '../../lib/nats';
 import { NatsCluster, NatsServer } from '../helpers/brokers';
 import { describeBusContract } from './bus.contract';
@@ -14,5 +15,17 @@ describeBusContract('NatsBus on a private 2-server NATS cluster, each bus on a s
     // Alternate the servers: frames must cross the route between them.
     bus: (channel) => new NatsBus({ servers: cluster.urls[next++ % 2], channel }),
     stop: () => cluster.stop(),
+  };
+});
+
+describeBusContract('NatsBus on a connection of the user (shared by the buses)', async () => {
+  const server = await NatsServer.start();
+  const connection = await connect({ servers: server.url });
+  return {
+    bus: (channel) => new NatsBus({ connection, channel }),
+    stop: async () => {
+      await connection.close();
+      await server.kill('SIGKILL');
+    },
   };
 });
