@@ -1,5 +1,6 @@
 import { NatsBus } from '../lib/nats';
-import { NatsCluster, NatsServer } from './helpers/brokers';
+import { BusRecorder } from './contract/bus.contract';
+import { freePort, NatsCluster, NatsServer } from './helpers/brokers';
 import { expectCarried, openPair, waitDown, waitUp } from './helpers/bus-faults';
 import { FaultProxy } from './helpers/fault-proxy';
 import { onTeardown } from './helpers/net';
@@ -12,6 +13,12 @@ async function privateNats(): Promise<NatsServer> {
 }
 
 describe('NatsBus faults', () => {
+  it('rejects open() when no server answers', async () => {
+    const bus = new NatsBus({ servers: `nats://127.0.0.1:${await freePort()}`, channel: 'nobody' });
+    await expect(bus.open(new BusRecorder())).rejects.toMatchObject({ code: 'ERR_BUS_DOWN' });
+    await bus.close();
+  });
+
   it('goes down when nats-server is SIGKILLed, rejects publish while down, and is up again after its restart', async () => {
     const server = await privateNats();
     const { buses, recorders } = await openPair((channel) => [

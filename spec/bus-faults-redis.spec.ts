@@ -1,7 +1,8 @@
 import IORedis from 'ioredis';
 import type { Bus } from '../lib';
 import { clusterSlot, RedisBus } from '../lib/redis';
-import { RedisCluster, RedisServer } from './helpers/brokers';
+import { BusRecorder } from './contract/bus.contract';
+import { freePort, RedisCluster, RedisServer } from './helpers/brokers';
 import { expectCarried, openPair, waitDown, waitUp } from './helpers/bus-faults';
 import { FaultProxy } from './helpers/fault-proxy';
 import { onTeardown, waitFor } from './helpers/net';
@@ -22,6 +23,13 @@ const clients: Array<[string, (port: number, channel: string) => Bus]> = [
 ];
 
 describe.each(clients)('RedisBus faults (%s)', (_name, busOn) => {
+  it('rejects open() when no Redis answers, and can be closed', async () => {
+    const bus = busOn(await freePort(), 'nobody');
+    await expect(bus.open(new BusRecorder())).rejects.toMatchObject({ code: 'ERR_BUS_DOWN' });
+    await bus.close();
+    await expect(bus.publish(Buffer.from('x'))).rejects.toMatchObject({ code: 'ERR_BUS_CLOSED' });
+  });
+
   it('goes down when redis-server is SIGKILLed, rejects publish while down, and is up again after its restart', async () => {
     const server = await privateRedis();
     const { buses, recorders } = await openPair((channel) => [
@@ -78,6 +86,12 @@ describe.each(clients)('RedisBus faults (%s)', (_name, busOn) => {
 });
 
 describe('RedisBus faults on a Redis Cluster', () => {
+  it('rejects open() when no seed answers', async () => {
+    const bus = new RedisBus({ cluster: [`redis://127.0.0.1:${await freePort()}`], channel: 'nobody' });
+    await expect(bus.open(new BusRecorder())).rejects.toMatchObject({ code: 'ERR_BUS_DOWN' });
+    await bus.close();
+  });
+
   it("goes down when the channel's master is SIGKILLed and up again after its restart", async () => {
     const cluster = await RedisCluster.start(3);
     onTeardown(() => cluster.stop());

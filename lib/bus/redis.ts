@@ -168,6 +168,21 @@ async function closeNodeRedis(client: { isOpen: boolean; close(): Promise<void>;
   }
 }
 
+/**
+ * Makes a node-redis client whose first connection fails at once (so that `open()` rejects when Redis is not
+ * there: node-redis would otherwise retry its first connect for ever) and which, once it was ready, reconnects
+ * with {@link retryDelay}.
+ */
+function withFirstConnectFailing(
+  make: (strategy: (retries: number) => number | false) => RedisClientType,
+): RedisClientType {
+  let wasReady = false;
+  // `false` rather than the cause: node-redis tests `instanceof Error`, which fails across realms (jest).
+  const client = make((retries) => (wasReady ? retryDelay(retries) : false));
+  client.once('ready', () => (wasReady = true));
+  return client;
+}
+
 /** node-redis on one server: two clients (duplicates of the user's, or made from the URL). */
 class NodeRedisServerCarrier implements RedisCarrier {
   private publisher: RedisClientType | null = null;
@@ -202,12 +217,17 @@ class NodeRedisServerCarrier implements RedisCarrier {
     const overrides = { disableOfflineQueue: true };
     if ('client' in this.source) {
       const base = this.source.client;
-      const socket = { ...base.options?.socket, reconnectStrategy: retryDelay };
-      return () => base.duplicate({ ...overrides, socket });
+      return () =>
+        withFirstConnectFailing((reconnectStrategy) =>
+          base.duplicate({ ...overrides, socket: { ...base.options?.socket, reconnectStrategy } }),
+        );
     }
     const { createClient } = await import('redis');
     const { url } = this.source;
-    return () => createClient({ url, ...overrides, socket: { reconnectStrategy: retryDelay } });
+    return () =>
+      withFirstConnectFailing((reconnectStrategy) =>
+        createClient({ url, ...overrides, socket: { reconnectStrategy } }),
+      );
   }
 
   live(): boolean {
