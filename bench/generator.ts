@@ -6,6 +6,12 @@
  * `--duration` seconds under a per-sender window, then waits until everything sent has arrived. Every
  * delivery is checked: nothing lost, duplicated or reordered per sender. Exit status: 0 clean, 1 a check
  * failed, 2 setup failed.
+ *
+ * WebSocket clients: `--ws-proto ws-text|ws-binary|socketio` (text frames of lines without their newline,
+ * binary frames of the message as is, socket.io events), `--ws-port` (default: `--port`), and how many
+ * speak it: `--ws-clients N` of the receivers (all-mode: of the clients) and `--ws-senders N` of the
+ * dedicated senders (default: all), the others speaking `--proto` over TCP. `--ws-client library` uses
+ * the `ws` and socket.io-client packages instead of the generator's own codec.
  */
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
@@ -345,8 +351,14 @@ export async function generate(config: GenConfig): Promise<GenResult> {
     await workers.all('result', 10_000);
   } catch (error) {
     errors.push((error as Error).message);
+    // What the workers saw (malformed frames, a close reason) tells why; ask them, briefly, unless they died.
+    if (workers.fatal === null && workers.results.length === 0) {
+      workers.post({ type: 'finish' });
+      await workers.all('result', 2000).catch(() => undefined);
+      for (const stats of workers.results) errors.push(...stats.errors);
+    }
     await workers.terminate();
-    return failedResult(config, errors, serverRss, setupSeconds);
+    return failedResult(config, errors.slice(0, 8), serverRss, setupSeconds);
   }
   await workers.terminate();
   const histogram = new Histogram();
