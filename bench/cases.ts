@@ -3,23 +3,32 @@
  * B-byte lines; `all:N:B` N clients that all send and all receive; `paced:N:B[:R]` one sender at R msgs/s
  * (default 1000) to N receivers; `mem:N` server memory per idle connection with N connections;
  * `hold:N` N concurrent clients held with broadcast working.
+ *
+ * Prefixed `ws-`, every client speaks WebSocket (text frames of lines without their newline, or the
+ * peer's own WebSocket protocol); prefixed `mix-`, a room of both: the first half of the clients (or
+ * receivers) over WebSocket, the rest and any dedicated sender over TCP.
  */
 
-export type BenchCase =
-  | { readonly kind: 'dedicated'; readonly name: string; readonly receivers: number; readonly size: number }
-  | { readonly kind: 'all'; readonly name: string; readonly clients: number; readonly size: number }
-  | {
-      readonly kind: 'paced';
-      readonly name: string;
-      readonly receivers: number;
-      readonly size: number;
-      readonly rate: number;
-    }
-  | { readonly kind: 'mem'; readonly name: string; readonly clients: number }
-  | { readonly kind: 'hold'; readonly name: string; readonly clients: number };
+/** Who the clients of a case are: all TCP, all WebSocket, or half and half in one room. */
+export type CaseNet = 'tcp' | 'ws' | 'mix';
+
+interface CaseBase {
+  readonly name: string;
+  readonly net: CaseNet;
+}
+
+export type BenchCase = CaseBase &
+  (
+    | { readonly kind: 'dedicated'; readonly receivers: number; readonly size: number }
+    | { readonly kind: 'all'; readonly clients: number; readonly size: number }
+    | { readonly kind: 'paced'; readonly receivers: number; readonly size: number; readonly rate: number }
+    | { readonly kind: 'mem'; readonly clients: number }
+    | { readonly kind: 'hold'; readonly clients: number }
+  );
 
 export const DEFAULT_CASES =
-  'd:10:64 d:10:1024 d:100:64 d:100:1024 d:1000:64 d:1000:1024 all:100:64 paced:100:64 mem:1000 hold:10000';
+  'd:10:64 d:10:1024 d:100:64 d:100:1024 d:1000:64 d:1000:1024 all:100:64 paced:100:64 mem:1000 hold:10000 ' +
+  'ws-all:100:64 ws-d:1000:64 mix-all:100:64 ws-mem:1000';
 
 /** All-mode flow control, as in the issue's measurements: 8 messages ahead at most, one per turn. */
 export const ALL_WINDOW = 8;
@@ -29,28 +38,40 @@ export function parseCase(text: string): BenchCase {
   const parts = text.split(':');
   const nums = parts.slice(1).map(Number);
   const bad = (): never => {
-    throw new RangeError(`bad case ${text}: d:N:B, all:N:B, paced:N:B[:RATE], mem:N or hold:N`);
+    throw new RangeError(
+      `bad case ${text}: d:N:B, all:N:B, paced:N:B[:RATE], mem:N or hold:N, optionally prefixed ws- or mix-`,
+    );
   };
   if (nums.some((n) => !Number.isInteger(n) || n <= 0)) bad();
-  switch (parts[0]) {
+  const prefix = /^(ws|mix)-/.exec(parts[0]);
+  const net: CaseNet = prefix === null ? 'tcp' : (prefix[1] as CaseNet);
+  const name = text;
+  // A mixed room needs at least one client of each kind.
+  const least = net === 'mix' ? 2 : 1;
+  switch (prefix === null ? parts[0] : parts[0].slice(prefix[0].length)) {
     case 'd':
-      if (nums.length !== 2) bad();
-      return { kind: 'dedicated', name: text, receivers: nums[0], size: nums[1] };
+      if (nums.length !== 2 || nums[0] < least) bad();
+      return { kind: 'dedicated', name, net, receivers: nums[0], size: nums[1] };
     case 'all':
       if (nums.length !== 2 || nums[0] < 2) bad();
-      return { kind: 'all', name: text, clients: nums[0], size: nums[1] };
+      return { kind: 'all', name, net, clients: nums[0], size: nums[1] };
     case 'paced':
-      if (nums.length !== 2 && nums.length !== 3) bad();
-      return { kind: 'paced', name: text, receivers: nums[0], size: nums[1], rate: nums[2] ?? 1000 };
+      if ((nums.length !== 2 && nums.length !== 3) || nums[0] < least) bad();
+      return { kind: 'paced', name, net, receivers: nums[0], size: nums[1], rate: nums[2] ?? 1000 };
     case 'mem':
-      if (nums.length !== 1 || nums[0] < 2) bad();
-      return { kind: 'mem', name: text, clients: nums[0] };
+      if (nums.length !== 1 || nums[0] < 2 + (net === 'mix' ? 1 : 0)) bad();
+      return { kind: 'mem', name, net, clients: nums[0] };
     case 'hold':
-      if (nums.length !== 1) bad();
-      return { kind: 'hold', name: text, clients: nums[0] };
+      if (nums.length !== 1 || nums[0] < least) bad();
+      return { kind: 'hold', name, net, clients: nums[0] };
     default:
       return bad();
   }
+}
+
+/** Whether a peer taking the clients in `nets` can run case `c`. */
+export function serves(nets: readonly CaseNet[], c: BenchCase): boolean {
+  return nets.includes(c.net);
 }
 
 export function parseCases(text: string): BenchCase[] {
@@ -65,8 +86,21 @@ export function isThroughput(c: BenchCase): boolean {
   return c.kind === 'dedicated' || c.kind === 'all' || c.kind === 'paced';
 }
 
-/** Generator options of a case (besides host, port, protocol, server PID). */
+/**
+ * Generator options of a case (besides host, ports, protocols, server PID): its load, and for `ws-` and
+ * `mix-` cases how many receivers and dedicated senders speak WebSocket.
+ */
 export function generatorArgs(c: BenchCase, durationS: number): string[] {
+  const load = loadArgs(c, durationS);
+  if (c.net === 'tcp') return load;
+  const receivers =
+    c.kind === 'dedicated' || c.kind === 'paced' ? c.receivers : c.kind === 'mem' ? c.clients - 1 : c.clients;
+  const wsReceivers = c.net === 'ws' ? receivers : Math.floor(receivers / 2);
+  const wsSenders = c.kind === 'all' || c.net === 'mix' ? 0 : 1;
+  return [...load, '--ws-clients', String(wsReceivers), '--ws-senders', String(wsSenders)];
+}
+
+function loadArgs(c: BenchCase, durationS: number): string[] {
   switch (c.kind) {
     case 'dedicated':
       return [

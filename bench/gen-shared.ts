@@ -4,6 +4,9 @@ import type { ProtocolName } from './protocols';
 
 export type GenMode = 'all' | 'dedicated';
 
+/** How WebSocket clients are made: the generator's own codec (cheap), or the `ws` / socket.io-client packages. */
+export type WsClientKind = 'own' | 'library';
+
 export interface GenConfig {
   readonly host: string;
   readonly port: number;
@@ -37,6 +40,15 @@ export interface GenConfig {
   /** Connections a worker has in progress at once while connecting. */
   readonly connectConcurrency: number;
   readonly tag: string;
+  /** Protocol of the WebSocket clients (`ws-text`, `ws-binary`, `socketio`); null: every client speaks `proto`. */
+  readonly wsProto: ProtocolName | null;
+  /** Port of the WebSocket clients (the same as `port` unless the server has one of each). */
+  readonly wsPort: number;
+  /** Receivers (all-mode: clients) that speak WebSocket: the first `wsClients`; the others speak `proto`. */
+  readonly wsClients: number;
+  /** Dedicated senders that speak WebSocket: the first `wsSenders`. */
+  readonly wsSenders: number;
+  readonly wsClient: WsClientKind;
 }
 
 /** The settings a result repeats, to tell which run it is of. */

@@ -7,6 +7,10 @@
  * anything else. Flow control is in shared memory: each worker publishes, per sender, the fewest messages
  * any of its receivers has; a sender goes on while it is less than `window` ahead of the minimum over all
  * workers, and a worker whose progress may unblock another worker's sender wakes it with Atomics.notify.
+ *
+ * WebSocket clients (`--ws-proto`) use the generator's own codec over the same sockets (masked client
+ * frames, server frames checked by position), or with `--ws-client library` the `ws` / socket.io-client
+ * packages, whose messages are checked the same way. In a mixed room each connection has its own wire.
  */
 import * as net from 'node:net';
 import { parentPort, workerData } from 'node:worker_threads';
@@ -34,7 +38,9 @@ import {
   timeDigits,
   wellFormed,
 } from './message';
-import { type FrameSink, type Role, afterNick, protocolNamed } from './protocols';
+import { type LibraryLink, connectLibrary } from './gen-library';
+import { type FrameSink, type Protocol, type Role, afterNick, protocolNamed } from './protocols';
+import { maskKey } from './ws-wire';
 
 const init = workerData as WorkerInit;
 const port = parentPort;
@@ -46,29 +52,73 @@ const W = cfg.workers;
 const S = cfg.senders;
 const size = cfg.size;
 const strip = cfg.stripPrefix;
-const protocol = protocolNamed(cfg.proto);
 const shared = viewsOf(init.shared);
 const epoch = BigInt(init.epochNs);
-
-const dPrefix = protocol.deliveryPrefix(size);
-const dpl = dPrefix.length;
-const dFirst = dpl > 0 ? dPrefix[0] : 0;
-const dLast = dpl > 0 ? dPrefix[dpl - 1] : 0;
-const frameLen = dpl + size + protocol.deliverySuffixBytes;
-const suffixed = protocol.deliverySuffixBytes > 0;
-const pPrefix = protocol.publishPrefix(size);
-const pubLen = pPrefix.length + size + protocol.publishSuffix.length;
-/** One write carries at most this many messages. */
-const perWrite = Math.max(
-  1,
-  Math.min(
-    cfg.window > 0 ? cfg.window : Infinity,
-    cfg.batch > 0 ? cfg.batch : Infinity,
-    Math.floor((256 * 1024) / pubLen),
-  ),
-);
-const CARRY_BYTES = Math.max(4096, 2 * (frameLen + 128));
 const readBuffer = Buffer.allocUnsafe(128 * 1024);
+
+/** How one kind of connection talks: its protocol and port, and the shapes of what it sends and gets. */
+interface Wire {
+  readonly protocol: Protocol;
+  readonly port: number;
+  /** Made with the `ws` / socket.io-client packages rather than on a socket of our own. */
+  readonly library: boolean;
+  /** The bytes before every delivery (own codec), its length, first and last byte. */
+  readonly dPrefix: Buffer;
+  readonly dpl: number;
+  readonly dFirst: number;
+  readonly dLast: number;
+  /** Bytes of a delivered message: `size`, or one less when its newline does not travel. */
+  readonly msgLen: number;
+  readonly newline: boolean;
+  /** Bytes after every delivery, and the last of them. */
+  readonly suffixLen: number;
+  readonly suffixLast: number;
+  /** A whole delivery: prefix, message, suffix. */
+  readonly frameLen: number;
+  /** Bytes of one published message (framing included) and where the message starts in them. */
+  readonly pubLen: number;
+  readonly pubOffset: number;
+  /** One write carries at most this many messages. */
+  readonly perWrite: number;
+  readonly carryBytes: number;
+}
+
+function wireOf(protocol: Protocol, wirePort: number, library: boolean): Wire {
+  const dPrefix = library ? Buffer.alloc(0) : protocol.deliveryPrefix(size);
+  const dpl = dPrefix.length;
+  const msgLen = protocol.carriesNewline ? size : size - 1;
+  const suffix = library ? Buffer.alloc(0) : protocol.deliverySuffix;
+  const frameLen = dpl + msgLen + suffix.length;
+  const pubLen = library ? size : protocol.publishFrame(template(size, 0), null).length;
+  return {
+    protocol,
+    port: wirePort,
+    library,
+    dPrefix,
+    dpl,
+    dFirst: dpl > 0 ? dPrefix[0] : 0,
+    dLast: dpl > 0 ? dPrefix[dpl - 1] : 0,
+    msgLen,
+    newline: protocol.carriesNewline,
+    suffixLen: suffix.length,
+    suffixLast: suffix.length > 0 ? suffix[suffix.length - 1] : 0,
+    frameLen,
+    pubLen,
+    pubOffset: library ? 0 : protocol.publishOffset(size),
+    perWrite: Math.max(
+      1,
+      Math.min(
+        cfg.window > 0 ? cfg.window : Infinity,
+        cfg.batch > 0 ? cfg.batch : Infinity,
+        Math.floor((256 * 1024) / pubLen),
+      ),
+    ),
+    carryBytes: Math.max(4096, 2 * (frameLen + 128)),
+  };
+}
+
+const tcpWire = wireOf(protocolNamed(cfg.proto), cfg.port, false);
+const wsWire = cfg.wsProto === null ? null : wireOf(protocolNamed(cfg.wsProto), cfg.wsPort, cfg.wsClient === 'library');
 
 function nowNs(): number {
   return Number(process.hrtime.bigint() - epoch);
@@ -116,11 +166,17 @@ let currentNow = 0;
 
 class Conn implements FrameSink {
   socket: net.Socket | null = null;
+  /** A client made with the `ws` / socket.io-client packages (instead of `socket`). */
+  link: LibraryLink | null = null;
+  /** This sender's WebSocket masking key (own codec). */
+  key: Uint8Array | null = null;
   /** Handshake complete: counts as connected. */
   handshaken = false;
   warm = false;
   inflight = false;
   closed = false;
+  /** What the server said when it closed (a WebSocket close frame), for the error message. */
+  closeReason = '';
   carry: Buffer | null = null;
   carryLen = 0;
   /** Template of a batch of this sender's messages (publish framing included). */
@@ -138,6 +194,7 @@ class Conn implements FrameSink {
     readonly sid: number,
     /** Sender id whose messages are its own (all-mode), else -1. */
     readonly ownSid: number,
+    readonly wire: Wire,
   ) {}
 
   get role(): Role {
@@ -145,7 +202,8 @@ class Conn implements FrameSink {
   }
 
   payload(buf: Buffer, at: number, length: number): void {
-    if (length !== size || !wellFormed(buf, at, size)) {
+    const w = this.wire;
+    if (length !== w.msgLen || !wellFormed(buf, at, size, w.newline)) {
       malformedCount += 1;
       noteError(
         `malformed payload of ${length} bytes: ${JSON.stringify(buf.toString('latin1', at, at + Math.min(length, 40)))}`,
@@ -166,8 +224,12 @@ class Conn implements FrameSink {
     // A publish acknowledged: nothing to check.
   }
 
-  ping(): void {
-    this.socket?.write(protocol.pong);
+  answer(bytes: Buffer): void {
+    this.socket?.write(bytes);
+  }
+
+  closing(why: string): void {
+    this.closeReason = why;
   }
 
   malformed(what: string): void {
@@ -181,13 +243,31 @@ class Conn implements FrameSink {
     Atomics.add(shared.warm, me, 1);
   }
 
+  /** Writes `count` published messages of `out` (laid out `pubLen` apart); `done` once written. */
+  send(out: Buffer, count: number, done: ((error?: Error | null) => void) | null): void {
+    const link = this.link;
+    if (link === null) {
+      (this.socket as net.Socket).write(out, done ?? undefined);
+      return;
+    }
+    const w = this.wire;
+    for (let k = 0; k < count; k += 1)
+      link.send(out, k * w.pubLen, k * w.pubLen + w.msgLen, k === count - 1 ? done : null);
+  }
+
+  /** Bytes written but not yet sent. */
+  get backlog(): number {
+    return this.link !== null ? this.link.buffered : (this.socket as net.Socket).writableLength;
+  }
+
   fail(message: string): void {
     if (this.closed) return;
     this.closed = true;
     if (phase === PHASE_DONE) return;
     serverClosed += 1;
-    noteError(message);
-    if (!this.handshaken) fatal(`connection failed during setup: ${message}`);
+    const why = this.closeReason === '' ? message : `${message} (${this.closeReason})`;
+    noteError(why);
+    if (!this.handshaken) fatal(`connection failed during setup: ${why}`);
   }
 }
 
@@ -195,20 +275,25 @@ const receivers: Conn[] = [];
 const senders: Conn[] = [];
 const conns: Conn[] = [];
 
+/** The wire of client `i` (all-mode) or receiver `i`: the first `wsClients` speak WebSocket. */
+function clientWire(i: number): Wire {
+  return wsWire !== null && i < cfg.wsClients ? wsWire : tcpWire;
+}
+
 function plan(): void {
-  const separate = protocol.separatePublisher;
   if (cfg.mode === 'all') {
     for (let i = 0; i < cfg.receivers; i += 1) {
       if (ownerOf(i, W) !== me) continue;
-      if (separate) {
-        const rc = new Conn(receivers.length, -1, i);
+      const wire = clientWire(i);
+      if (wire.protocol.separatePublisher) {
+        const rc = new Conn(receivers.length, -1, i, wire);
         receivers.push(rc);
         conns.push(rc);
-        const sc = new Conn(-1, i, -1);
+        const sc = new Conn(-1, i, -1, wire);
         senders.push(sc);
         conns.push(sc);
       } else {
-        const c = new Conn(receivers.length, i, i);
+        const c = new Conn(receivers.length, i, i, wire);
         receivers.push(c);
         senders.push(c);
         conns.push(c);
@@ -217,13 +302,13 @@ function plan(): void {
   } else {
     for (let i = 0; i < cfg.receivers; i += 1) {
       if (ownerOf(i, W) !== me) continue;
-      const c = new Conn(receivers.length, -1, -1);
+      const c = new Conn(receivers.length, -1, -1, clientWire(i));
       receivers.push(c);
       conns.push(c);
     }
     for (let s = 0; s < S; s += 1) {
       if (ownerOf(s, W) !== me) continue;
-      const c = new Conn(-1, s, -1);
+      const c = new Conn(-1, s, -1, wsWire !== null && s < cfg.wsSenders ? wsWire : tcpWire);
       senders.push(c);
       conns.push(c);
     }
@@ -232,13 +317,24 @@ function plan(): void {
   ownOf = new Int32Array(receivers.length);
   for (const r of receivers) ownOf[r.ridx] = r.ownSid;
   for (let s = 0; s < S; s += 1) recomputeMin(s, false);
-  for (const c of senders) {
-    const one = template(size, c.sid);
-    const frame = Buffer.concat([pPrefix, one, protocol.publishSuffix]);
-    const batch = Buffer.allocUnsafe(perWrite * pubLen);
-    for (let i = 0; i < perWrite; i += 1) frame.copy(batch, i * pubLen);
-    c.batchTemplate = batch;
-  }
+  for (const c of senders) c.batchTemplate = batchTemplate(c, template(size, c.sid));
+}
+
+/** What publishes `message` (own codec: framed, and masked with the sender's key). */
+function publication(c: Conn, message: Buffer): Buffer {
+  const w = c.wire;
+  if (w.library) return message;
+  if (w.protocol.masked && c.key === null) c.key = maskKey();
+  return w.protocol.publishFrame(message, c.key);
+}
+
+/** `perWrite` copies of the publication of `message`. */
+function batchTemplate(c: Conn, message: Buffer): Buffer {
+  const w = c.wire;
+  const frame = publication(c, message);
+  const batch = Buffer.allocUnsafe(w.perWrite * w.pubLen);
+  for (let i = 0; i < w.perWrite; i += 1) frame.copy(batch, i * w.pubLen);
+  return batch;
 }
 
 let connecting = 0;
@@ -250,14 +346,16 @@ function connectMore(): void {
     const c = conns[nextToConnect];
     nextToConnect += 1;
     connecting += 1;
-    open(c);
+    if (c.wire.library) openLibrary(c);
+    else open(c);
   }
 }
 
 function open(c: Conn): void {
+  const w = c.wire;
   const socket = net.connect({
     host: cfg.host,
-    port: cfg.port,
+    port: w.port,
     noDelay: true,
     onread: { buffer: readBuffer, callback: (n: number) => onRead(c, n) },
   });
@@ -265,13 +363,39 @@ function open(c: Conn): void {
   socket.once('connect', () => {
     connecting -= 1;
     const role = c.role;
-    const hello = protocol.handshake(role, cfg.mode !== 'all');
+    const hello = w.protocol.handshake(role, cfg.mode !== 'all', `${cfg.host}:${w.port}`);
     if (hello.length > 0) socket.write(hello);
-    if (!protocol.awaitsReady(role)) c.ready();
+    if (!w.protocol.awaitsReady(role)) c.ready();
     connectMore();
   });
   socket.on('error', (error: Error) => c.fail(`socket error: ${error.message}`));
   socket.on('close', () => c.fail('closed by the server'));
+}
+
+function openLibrary(c: Conn): void {
+  const expectBinary = c.wire.protocol.name === 'ws-binary';
+  let opened = false;
+  c.link = connectLibrary(c.wire.protocol.name, cfg.host, c.wire.port, {
+    open() {
+      opened = true;
+      connecting -= 1;
+      c.ready();
+      connectMore();
+    },
+    message(data, binary) {
+      const now = nowNs();
+      currentNow = now;
+      if (binary !== expectBinary)
+        c.malformed(`a ${binary ? 'binary' : 'text'} message where the other kind is expected`);
+      else c.payload(data, 0, data.length);
+      endOfRead(now);
+    },
+    close(why) {
+      if (!opened) connecting -= 1;
+      opened = true;
+      c.fail(`closed by the server: ${why}`);
+    },
+  });
 }
 
 function connectedOne(): void {
@@ -307,7 +431,7 @@ function onRead(c: Conn, n: number): boolean {
   const used = scan(c, readBuffer, start, n, now);
   const left = n - used;
   if (left > 0) {
-    if (c.carry === null) c.carry = Buffer.allocUnsafe(CARRY_BYTES);
+    if (c.carry === null) c.carry = Buffer.allocUnsafe(c.wire.carryBytes);
     if (left > c.carry.length) c.malformed(`a frame longer than ${c.carry.length} bytes`);
     else {
       readBuffer.copy(c.carry, 0, used, n);
@@ -318,25 +442,29 @@ function onRead(c: Conn, n: number): boolean {
   return true;
 }
 
-/** Whether the `size` bytes at `p` have the shape of a data message (kind, newline, separator). */
-function isData(buf: Buffer, p: number): boolean {
-  return buf[p] === KIND_DATA && buf[p + size - 1] === NEWLINE && buf[p + SEP_OFFSET] === SEPARATOR;
+/** Whether the message at `p` has the shape of a data message (kind, separator, newline if it travels). */
+function isData(buf: Buffer, p: number, newline: boolean): boolean {
+  return buf[p] === KIND_DATA && buf[p + SEP_OFFSET] === SEPARATOR && (!newline || buf[p + size - 1] === NEWLINE);
 }
 
 /** Checks every whole frame in buf[off, end); returns where the first incomplete one starts. */
 function scan(c: Conn, buf: Buffer, off: number, end: number, now: number): number {
   const receives = c.ridx >= 0;
+  const w = c.wire;
+  const { dpl, dFirst, dLast, frameLen, newline, suffixLen, suffixLast, protocol } = w;
+  const decode = protocol.decode;
   while (off < end) {
     if (strip) {
       const p = afterNick(buf, off, end);
-      if (p >= 0 && p + size <= end && isData(buf, p)) {
+      if (p >= 0 && p + size <= end && isData(buf, p, true)) {
         if (receives) deliver(c, buf, p, now);
         off = p + size;
         continue;
       }
     } else if (end - off >= frameLen && (dpl === 0 || (buf[off] === dFirst && buf[off + dpl - 1] === dLast))) {
       const p = off + dpl;
-      if (isData(buf, p) && (!suffixed || buf[off + frameLen - 1] === NEWLINE)) {
+      if (isData(buf, p, newline) && (suffixLen === 0 || buf[off + frameLen - 1] === suffixLast)) {
+        if (decode !== null) decode(buf, p);
         if (receives) deliver(c, buf, p, now);
         off += frameLen;
         continue;
@@ -444,7 +572,6 @@ function wantPump(): void {
 }
 
 const timeBuf = new Uint8Array(8);
-const publishOffset = pPrefix.length;
 
 function pump(): void {
   pumpWanted = false;
@@ -455,8 +582,9 @@ function pump(): void {
     const c = senders[i];
     if (c.inflight || c.closed) continue;
     const s = c.sid;
+    const w = c.wire;
     const done = sentLocal[s];
-    let allowed = perWrite;
+    let allowed = w.perWrite;
     if (cfg.window > 0) {
       let m = NO_MINIMUM;
       for (let w = 0; w < W; w += 1) {
@@ -471,13 +599,18 @@ function pump(): void {
       timeDigits(now, timeBuf);
       stamped = true;
     }
-    const out = Buffer.allocUnsafe(allowed * pubLen);
-    (c.batchTemplate as Buffer).copy(out, 0, 0, allowed * pubLen);
-    for (let k = 0; k < allowed; k += 1) stamp(out, k * pubLen + publishOffset, done + k, timeBuf);
+    const out = Buffer.allocUnsafe(allowed * w.pubLen);
+    (c.batchTemplate as Buffer).copy(out, 0, 0, allowed * w.pubLen);
+    const seal = w.library ? null : w.protocol.sealStamp;
+    for (let k = 0; k < allowed; k += 1) {
+      const at = k * w.pubLen + w.pubOffset;
+      stamp(out, at, done + k, timeBuf);
+      if (seal !== null) seal(out, at, c.key as Uint8Array);
+    }
     sentLocal[s] = done + allowed;
     Atomics.store(shared.sent, s, done + allowed);
     c.inflight = true;
-    (c.socket as net.Socket).write(out, c.afterWrite);
+    c.send(out, allowed, c.afterWrite);
   }
 }
 
@@ -509,9 +642,9 @@ function warmup(on: boolean): void {
   warmTimer = null;
   const c = senders.find((sender) => sender.sid === 0);
   if (!on || c === undefined) return;
-  const frame = Buffer.concat([pPrefix, template(size, 0, KIND_WARM), protocol.publishSuffix]);
+  const frame = publication(c, template(size, 0, KIND_WARM));
   const send = (): void => {
-    if (!c.closed && (c.socket as net.Socket).writableLength === 0) (c.socket as net.Socket).write(frame);
+    if (!c.closed && c.backlog === 0) c.send(frame, 1, null);
   };
   send();
   warmTimer = setInterval(send, 300);
@@ -572,7 +705,10 @@ port.on('message', (message: CoordinatorMessage) => {
       warmup(false);
       if (paceTimer !== null) clearInterval(paceTimer);
       const stats = result();
-      for (const c of conns) c.socket?.destroy();
+      for (const c of conns) {
+        c.socket?.destroy();
+        c.link?.close();
+      }
       post({ type: 'result', stats });
       break;
     }

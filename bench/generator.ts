@@ -6,6 +6,12 @@
  * `--duration` seconds under a per-sender window, then waits until everything sent has arrived. Every
  * delivery is checked: nothing lost, duplicated or reordered per sender. Exit status: 0 clean, 1 a check
  * failed, 2 setup failed.
+ *
+ * WebSocket clients: `--ws-proto ws-text|ws-binary|socketio` (text frames of lines without their newline,
+ * binary frames of the message as is, socket.io events), `--ws-port` (default: `--port`), and how many
+ * speak it: `--ws-clients N` of the receivers (all-mode: of the clients) and `--ws-senders N` of the
+ * dedicated senders (default: all), the others speaking `--proto` over TCP. `--ws-client library` uses
+ * the `ws` and socket.io-client packages instead of the generator's own codec.
  */
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
@@ -26,7 +32,7 @@ import {
 import { Histogram } from './histogram';
 import { MAX_SENDERS, MIN_MESSAGE_BYTES } from './message';
 import { cpuSeconds, rssKiB } from './procfs';
-import { protocolNamed } from './protocols';
+import { WS_PROTOCOLS, protocolNamed } from './protocols';
 
 /** What one generator run reports (one JSON line). */
 export interface GenResult extends GenIdentity {
@@ -84,6 +90,11 @@ export function parseGenArgs(argv: string[]): GenConfig {
       workers: { type: 'string', default: String(defaultWorkers()) },
       'connect-concurrency': { type: 'string', default: '4' },
       tag: { type: 'string', default: '' },
+      'ws-proto': { type: 'string' },
+      'ws-port': { type: 'string' },
+      'ws-clients': { type: 'string' },
+      'ws-senders': { type: 'string' },
+      'ws-client': { type: 'string', default: 'own' },
     },
   });
   const int = (name: string, text: string | undefined, min: number): number => {
@@ -104,9 +115,24 @@ export function parseGenArgs(argv: string[]): GenConfig {
   const senders = mode === 'all' ? receivers : int('senders', values.senders, 1);
   if (senders > MAX_SENDERS) throw new RangeError(`at most ${MAX_SENDERS} senders`);
   const size = int('size', values.size, MIN_MESSAGE_BYTES);
+  const wsProto = values['ws-proto'] === undefined ? null : protocolNamed(values['ws-proto']).name;
+  if (wsProto !== null && !WS_PROTOCOLS.includes(wsProto))
+    throw new RangeError(`--ws-proto must be one of ${WS_PROTOCOLS.join(', ')}; got ${wsProto}`);
+  // With a WebSocket protocol, every client speaks it unless told how many.
+  const wsDefault = (count: number): string => String(wsProto === null ? 0 : count);
+  const wsClients = int('ws-clients', values['ws-clients'] ?? wsDefault(receivers), 0);
+  const wsSenders = int('ws-senders', values['ws-senders'] ?? wsDefault(senders), 0);
+  if (wsProto === null && wsClients + wsSenders > 0)
+    throw new RangeError('--ws-clients and --ws-senders need --ws-proto');
+  if (wsClients > receivers || (mode === 'dedicated' && wsSenders > senders))
+    throw new RangeError('--ws-clients / --ws-senders: more than there are clients / senders');
+  const wsClient = values['ws-client'];
+  if (wsClient !== 'own' && wsClient !== 'library')
+    throw new RangeError(`--ws-client must be own or library; got ${wsClient}`);
+  const port = int('port', values.port, 1);
   return {
     host: values.host ?? '127.0.0.1',
-    port: int('port', values.port, 1),
+    port,
     proto,
     mode,
     receivers,
@@ -129,6 +155,11 @@ export function parseGenArgs(argv: string[]): GenConfig {
     workers: Math.min(int('workers', values.workers, 1), receivers),
     connectConcurrency: int('connect-concurrency', values['connect-concurrency'], 1),
     tag: values.tag ?? '',
+    wsProto,
+    wsPort: values['ws-port'] === undefined ? port : int('ws-port', values['ws-port'], 1),
+    wsClients,
+    wsSenders: mode === 'all' ? 0 : wsSenders,
+    wsClient,
   };
 }
 
@@ -320,8 +351,14 @@ export async function generate(config: GenConfig): Promise<GenResult> {
     await workers.all('result', 10_000);
   } catch (error) {
     errors.push((error as Error).message);
+    // What the workers saw (malformed frames, a close reason) tells why; ask them, briefly, unless they died.
+    if (workers.fatal === null && workers.results.length === 0) {
+      workers.post({ type: 'finish' });
+      await workers.all('result', 2000).catch(() => undefined);
+      for (const stats of workers.results) errors.push(...stats.errors);
+    }
     await workers.terminate();
-    return failedResult(config, errors, serverRss, setupSeconds);
+    return failedResult(config, errors.slice(0, 8), serverRss, setupSeconds);
   }
   await workers.terminate();
   const histogram = new Histogram();

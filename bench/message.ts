@@ -73,11 +73,16 @@ export function stamp(buf: Uint8Array, at: number, seq: number, time: Uint8Array
   buf[t + 7] = time[7];
 }
 
-/** True when the `size` bytes at `at` have the shape of a message (kind, separator, newline). */
-export function wellFormed(buf: Uint8Array, at: number, size: number): boolean {
+/**
+ * True when the message at `at` has the shape of a message (kind, separator, and the newline ending its
+ * `size` bytes unless `newline` is false: a WebSocket text frame carries the line without it).
+ */
+export function wellFormed(buf: Uint8Array, at: number, size: number, newline = true): boolean {
   const kind = buf[at];
   return (
-    (kind === KIND_DATA || kind === KIND_WARM) && buf[at + SEP_OFFSET] === SEPARATOR && buf[at + size - 1] === NEWLINE
+    (kind === KIND_DATA || kind === KIND_WARM) &&
+    buf[at + SEP_OFFSET] === SEPARATOR &&
+    (!newline || buf[at + size - 1] === NEWLINE)
   );
 }
 

@@ -5,6 +5,9 @@
  * a nick filter (`mux-nick`), and the bench's own naive and corked Node loops. When installed: the Tcllib
  * multiplexer, ncat --broker, redis-server (pub/sub), nats-server. More line-protocol servers can be added
  * with BENCH_EXTRA_PEERS="name=command args {port};...".
+ *
+ * WebSocket cases (`ws-`, `mix-`): the CLI with `--ws-port` (`mux-ws`, once the CLI has it), a naive and a
+ * corked `ws` loop, and socket.io 4. A peer runs the cases whose clients it takes (`nets`).
  */
 import { type ChildProcess, spawnSync } from 'node:child_process';
 import { closeSync, existsSync, openSync, writeFileSync } from 'node:fs';
@@ -12,12 +15,20 @@ import * as net from 'node:net';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { spawnTracked, stopChild } from './children';
+import type { CaseNet } from './cases';
 import type { ProtocolName } from './protocols';
 
 export interface PeerSpec {
   readonly name: string;
+  /** Protocol of its TCP clients. */
   readonly proto: ProtocolName;
   readonly description: string;
+  /** The clients it takes: `tcp` on its port, `ws` on its WebSocket port, `mix` both in one room. */
+  readonly nets: readonly CaseNet[];
+  /** Protocol of its WebSocket clients (`ws-text`, `socketio`), or null when it takes none. */
+  readonly wsProto: ProtocolName | null;
+  /** Port of its WebSocket clients when it serves on `port`: the same one, or `port + WS_PORT_OFFSET`. */
+  wsPort(port: number): number;
   /** Takes part only in the all-clients-send cases (the line-framing variants of the issue). */
   readonly allOnly: boolean;
   /** Lines come back prefixed with `nick: `. */
@@ -29,6 +40,9 @@ export interface PeerSpec {
   /** The command that serves on 127.0.0.1:`port`. */
   command(port: number, workDir: string): { file: string; args: string[] };
 }
+
+/** A peer with a TCP and a WebSocket port takes its WebSocket clients this far above its TCP port. */
+export const WS_PORT_OFFSET = 50;
 
 const DIST = __dirname; // dist/bench
 const CLI = join(DIST, '..', 'lib', 'cli.js');
@@ -54,6 +68,9 @@ function nodeScript(
     name,
     proto: 'line',
     description,
+    nets: ['tcp'],
+    wsProto: null,
+    wsPort: (port) => port,
     allOnly: false,
     stripPrefix: false,
     slowAccept: null,
@@ -64,6 +81,20 @@ function nodeScript(
       args: [file, '--host', '127.0.0.1', '--port', String(port), ...extra],
     }),
   };
+}
+
+/** A WebSocket-only server on its port (WebSocket clients speak text frames of lines unless told). */
+const WS_ONLY: Partial<PeerSpec> = { nets: ['ws'], wsProto: 'ws-text' };
+
+let cliHelp: string | null = null;
+
+/** Why the CLI cannot be the WebSocket peer: missing, or its --help does not list --ws-port. */
+function cliWithoutWebSocket(): string | null {
+  if (!existsSync(CLI)) return `${CLI} missing (npm run build)`;
+  cliHelp ??= spawnSync(process.execPath, [CLI, '--help'], { encoding: 'utf8', timeout: 10_000 }).stdout ?? '';
+  return cliHelp.includes('--ws-port')
+    ? null
+    : 'dist/lib/cli.js --help does not list --ws-port (no WebSocket transport yet)';
 }
 
 /** The Tcllib multiplexer, unmodified: create, Init on the port, serve forever. */
@@ -84,6 +115,9 @@ export const BUILTIN_PEERS: readonly PeerSpec[] = [
   ),
   {
     name: 'tcl',
+    nets: ['tcp'],
+    wsProto: null,
+    wsPort: (port) => port,
     proto: 'line',
     description: 'Tcllib multiplexer (tclsh)',
     allOnly: false,
@@ -103,6 +137,9 @@ export const BUILTIN_PEERS: readonly PeerSpec[] = [
   },
   {
     name: 'ncat',
+    nets: ['tcp'],
+    wsProto: null,
+    wsPort: (port) => port,
     proto: 'line',
     description: 'ncat --broker',
     allOnly: false,
@@ -113,6 +150,9 @@ export const BUILTIN_PEERS: readonly PeerSpec[] = [
   },
   {
     name: 'redis',
+    nets: ['tcp'],
+    wsProto: null,
+    wsPort: (port) => port,
     proto: 'redis',
     description: 'redis-server pub/sub',
     allOnly: false,
@@ -139,6 +179,9 @@ export const BUILTIN_PEERS: readonly PeerSpec[] = [
   },
   {
     name: 'nats',
+    nets: ['tcp'],
+    wsProto: null,
+    wsPort: (port) => port,
     proto: 'nats',
     description: 'nats-server',
     allOnly: false,
@@ -146,6 +189,44 @@ export const BUILTIN_PEERS: readonly PeerSpec[] = [
     slowAccept: null,
     unavailable: () => missing('nats-server', 'nats-server'),
     command: (port) => ({ file: 'nats-server', args: ['-a', '127.0.0.1', '-p', String(port)] }),
+  },
+  nodeScript('ws-naive', 'naive ws loop: ws.send per message per receiver', server('ws-naive'), [], WS_ONLY),
+  nodeScript(
+    'ws-corked',
+    "naive ws loop + per-turn cork/uncork of each receiver's socket",
+    server('ws-corked'),
+    [],
+    WS_ONLY,
+  ),
+  nodeScript('socketio', 'socket.io 4: socket.broadcast.emit, one prebuilt frame per message', server('socketio'), [], {
+    ...WS_ONLY,
+    wsProto: 'socketio',
+  }),
+  {
+    name: 'mux-ws',
+    proto: 'line',
+    description: `this project: CLI, --framing line, WebSocket clients on --ws-port (TCP port + ${WS_PORT_OFFSET})`,
+    nets: ['ws', 'mix'],
+    wsProto: 'ws-text',
+    wsPort: (port) => port + WS_PORT_OFFSET,
+    allOnly: false,
+    stripPrefix: false,
+    slowAccept: null,
+    unavailable: cliWithoutWebSocket,
+    command: (port) => ({
+      file: process.execPath,
+      args: [
+        CLI,
+        '--host',
+        '127.0.0.1',
+        '--port',
+        String(port),
+        '--framing',
+        'line',
+        '--ws-port',
+        String(port + WS_PORT_OFFSET),
+      ],
+    }),
   },
 ];
 
@@ -168,6 +249,9 @@ export function extraPeers(text: string | undefined): PeerSpec[] {
         name,
         proto: 'line' as const,
         description: `external: ${words.join(' ')}`,
+        nets: ['tcp'] as const,
+        wsProto: null,
+        wsPort: (port: number) => port,
         allOnly: false,
         stripPrefix: false,
         slowAccept: null,
@@ -215,7 +299,9 @@ function canConnect(port: number): Promise<boolean> {
 
 /** Starts a peer on `port` and resolves once it accepts connections. */
 export async function startPeer(spec: PeerSpec, port: number, workDir: string): Promise<RunningPeer> {
-  if (await canConnect(port)) throw new Error(`port ${port} is already in use: set BENCH_PORT_BASE`);
+  const ports = spec.nets.includes('tcp') || spec.nets.includes('mix') ? [port] : [];
+  if (spec.wsProto !== null && !ports.includes(spec.wsPort(port))) ports.push(spec.wsPort(port));
+  for (const p of ports) if (await canConnect(p)) throw new Error(`port ${p} is already in use: set BENCH_PORT_BASE`);
   const { file, args } = spec.command(port, workDir);
   const logFile = join(workDir, `${spec.name}-${port}.log`);
   const log = openSync(logFile, 'a');
@@ -225,9 +311,9 @@ export async function startPeer(spec: PeerSpec, port: number, workDir: string): 
   const deadline = Date.now() + 15_000;
   while (Date.now() < deadline) {
     if (!peer.alive) throw new Error(`${spec.name} exited at start (see ${logFile})`);
-    if (await canConnect(port)) return peer;
+    if ((await Promise.all(ports.map(canConnect))).every(Boolean)) return peer;
     await sleep(50);
   }
   await peer.stop();
-  throw new Error(`${spec.name} did not listen on ${port} within 15 s (see ${logFile})`);
+  throw new Error(`${spec.name} did not listen on ${ports.join(' and ')} within 15 s (see ${logFile})`);
 }

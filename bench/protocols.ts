@@ -1,12 +1,34 @@
 /**
- * Wire adapters of the load generator: raw lines, Redis pub/sub (RESP) and NATS (text protocol).
+ * Wire adapters of the load generator: raw lines, Redis pub/sub (RESP), NATS (text protocol), and
+ * WebSocket clients: text frames (`ws-text`, a line without its newline per frame), binary frames
+ * (`ws-binary`, the message as is) and Socket.IO events (`socketio`, Engine.IO v4 / Socket.IO v5 over
+ * WebSocket, byte for byte what socket.io-client sends with `transports: ['websocket']`).
  *
  * Each delivery of a protocol is the payload (one generator message) between a fixed prefix and suffix, so
  * the worker's hot loop checks deliveries by position and calls `parse` only for anything else: handshake
  * replies, PINGs, publish acknowledgements, or data that is not where it should be.
  */
+import {
+  type FrameInfo,
+  OP_BINARY,
+  OP_CLOSE,
+  OP_PING,
+  OP_PONG,
+  OP_TEXT,
+  clientFrame,
+  headerBytes,
+  maskKey,
+  readFrame,
+  readUpgradeResponse,
+  serverFrameHeader,
+  upgradeRequest,
+} from './ws-wire';
+import { SEQ_OFFSET, SID_OFFSET, TS_OFFSET } from './message';
 
-export type ProtocolName = 'line' | 'redis' | 'nats';
+export type ProtocolName = 'line' | 'redis' | 'nats' | 'ws-text' | 'ws-binary' | 'socketio';
+
+/** The protocols of WebSocket clients. */
+export const WS_PROTOCOLS: readonly ProtocolName[] = ['ws-text', 'ws-binary', 'socketio'];
 
 /** What one connection does. */
 export interface Role {
@@ -20,12 +42,14 @@ export interface Role {
 export interface FrameSink {
   /** A payload of `length` bytes at `at` (after any nick prefix when stripping). */
   payload(buf: Buffer, at: number, length: number): void;
-  /** The handshake completed (Redis: subscription confirmed; NATS: PONG to our PING). */
+  /** The handshake completed (Redis: subscription confirmed; NATS: PONG to our PING; WebSocket: 101). */
   ready(): void;
   /** The server acknowledged a publish. */
   reply(): void;
-  /** The server sent PING: answer with the protocol's `pong` bytes. */
-  ping(): void;
+  /** The server asked for an answer (a PING): write `bytes`. */
+  answer(bytes: Buffer): void;
+  /** The server said it is closing the connection (a WebSocket close frame), and why. */
+  closing(why: string): void;
   /** Bytes that could not be parsed, or an error reply. */
   malformed(what: string): void;
 }
@@ -36,20 +60,26 @@ export interface Protocol {
   readonly selfDelivery: boolean;
   /** A connection cannot both subscribe and publish: in all-mode every client needs a second connection. */
   readonly separatePublisher: boolean;
-  /** Bytes after each delivered payload. */
-  readonly deliverySuffixBytes: number;
-  /** The bytes that precede every delivered payload of `size` bytes. */
+  /** The message's trailing newline travels with it (not in WebSocket text frames nor socket.io events). */
+  readonly carriesNewline: boolean;
+  /** The bytes that precede every delivered payload of a `size`-byte message. */
   deliveryPrefix(size: number): Buffer;
-  /** The bytes that precede every published payload of `size` bytes. */
-  publishPrefix(size: number): Buffer;
-  /** The bytes that follow every published payload. */
-  readonly publishSuffix: Buffer;
+  /** The bytes that follow every delivered payload. */
+  readonly deliverySuffix: Buffer;
+  /** Client frames are masked: each sender gets a key, passed to publishFrame and sealStamp. */
+  readonly masked: boolean;
+  /** What a sender writes to publish `message` (a whole generator message, newline included). */
+  publishFrame(message: Buffer, key: Uint8Array | null): Buffer;
+  /** Where the message starts in the bytes of publishFrame, for a `size`-byte message. */
+  publishOffset(size: number): number;
+  /** After the worker stamped a message at `at` of a publish frame: encodes the stamped bytes (masking). */
+  readonly sealStamp: ((buf: Buffer, at: number, key: Uint8Array) => void) | null;
+  /** Before a delivered message at `at` is read: undoes an encoding of its header bytes, in place. */
+  readonly decode: ((buf: Buffer, at: number) => void) | null;
   /** What a new connection sends first. `echo`: whether it wants its own publications back. */
-  handshake(role: Role, echo: boolean): Buffer;
+  handshake(role: Role, echo: boolean, authority: string): Buffer;
   /** Whether the connection must wait for `ready()` before it takes part. */
   awaitsReady(role: Role): boolean;
-  /** The answer to a PING. */
-  readonly pong: Buffer;
   /** Parses one frame at `off`; returns the bytes used, or 0 when it is not complete yet. */
   parse(buf: Buffer, off: number, end: number, sink: FrameSink, stripPrefix: boolean): number;
 }
@@ -97,13 +127,16 @@ export const lineProtocol: Protocol = {
   name: 'line',
   selfDelivery: false,
   separatePublisher: false,
-  deliverySuffixBytes: 0,
+  carriesNewline: true,
   deliveryPrefix: () => Buffer.alloc(0),
-  publishPrefix: () => Buffer.alloc(0),
-  publishSuffix: Buffer.alloc(0),
+  deliverySuffix: Buffer.alloc(0),
+  masked: false,
+  publishFrame: (message) => Buffer.from(message),
+  publishOffset: () => 0,
+  sealStamp: null,
+  decode: null,
   handshake: () => Buffer.alloc(0),
   awaitsReady: () => false,
-  pong: Buffer.alloc(0),
   parse(buf, off, end, sink, stripPrefix) {
     const nl = indexOfByte(buf, NL, off, end);
     if (nl < 0) return end - off < MAX_CONTROL_BYTES ? 0 : skipLine(buf, off, end, sink, 'line without newline');
@@ -121,6 +154,12 @@ export const lineProtocol: Protocol = {
   },
 };
 
+const CRLF = '\r\n';
+
+function redisPublishPrefix(size: number): Buffer {
+  return Buffer.from(`*3\r\n$7\r\nPUBLISH\r\n$${CHANNEL.length}\r\n${CHANNEL}\r\n$${size}\r\n`);
+}
+
 function resp(...parts: string[]): Buffer {
   return Buffer.from(`*${parts.length}\r\n${parts.map((p) => `$${Buffer.byteLength(p)}\r\n${p}\r\n`).join('')}`);
 }
@@ -130,13 +169,16 @@ export const redisProtocol: Protocol = {
   name: 'redis',
   selfDelivery: true,
   separatePublisher: true,
-  deliverySuffixBytes: 2,
+  carriesNewline: true,
   deliveryPrefix: (size) => Buffer.from(`*3\r\n$7\r\nmessage\r\n$${CHANNEL.length}\r\n${CHANNEL}\r\n$${size}\r\n`),
-  publishPrefix: (size) => Buffer.from(`*3\r\n$7\r\nPUBLISH\r\n$${CHANNEL.length}\r\n${CHANNEL}\r\n$${size}\r\n`),
-  publishSuffix: Buffer.from('\r\n'),
+  deliverySuffix: Buffer.from(CRLF),
+  masked: false,
+  publishFrame: (message) => Buffer.concat([redisPublishPrefix(message.length), message, Buffer.from(CRLF)]),
+  publishOffset: (size) => redisPublishPrefix(size).length,
+  sealStamp: null,
+  decode: null,
   handshake: (role) => (role.receives ? resp('SUBSCRIBE', CHANNEL) : Buffer.alloc(0)),
   awaitsReady: (role) => role.receives,
-  pong: Buffer.alloc(0),
   parse(buf, off, end, sink) {
     const type = buf[off];
     if (type === 0x3a || type === 0x2b || type === 0x2d) {
@@ -180,21 +222,27 @@ export const redisProtocol: Protocol = {
   },
 };
 
+const NATS_PONG = Buffer.from('PONG\r\n');
+
 /** NATS text protocol: CONNECT, SUB, PUB; parses MSG, answers PING; PONG to our PING ends the handshake. */
 export const natsProtocol: Protocol = {
   name: 'nats',
   selfDelivery: false,
   separatePublisher: false,
-  deliverySuffixBytes: 2,
+  carriesNewline: true,
   deliveryPrefix: (size) => Buffer.from(`MSG ${CHANNEL} 1 ${size}\r\n`),
-  publishPrefix: (size) => Buffer.from(`PUB ${CHANNEL} ${size}\r\n`),
-  publishSuffix: Buffer.from('\r\n'),
+  deliverySuffix: Buffer.from(CRLF),
+  masked: false,
+  publishFrame: (message) =>
+    Buffer.concat([Buffer.from(`PUB ${CHANNEL} ${message.length}\r\n`), message, Buffer.from(CRLF)]),
+  publishOffset: (size) => `PUB ${CHANNEL} ${size}\r\n`.length,
+  sealStamp: null,
+  decode: null,
   handshake(role, echo) {
     const connect = `CONNECT ${JSON.stringify({ verbose: false, pedantic: false, echo })}\r\n`;
     return Buffer.from(`${connect}${role.receives ? `SUB ${CHANNEL} 1\r\n` : ''}PING\r\n`);
   },
   awaitsReady: () => true,
-  pong: Buffer.from('PONG\r\n'),
   parse(buf, off, end, sink) {
     const nl = indexOfByte(buf, NL, off, end);
     if (nl < 0) return end - off < MAX_CONTROL_BYTES ? 0 : skipLine(buf, off, end, sink, 'NATS line without newline');
@@ -209,7 +257,7 @@ export const natsProtocol: Protocol = {
       sink.payload(buf, nl + 1, length);
       return nl + 1 + length + 2 - off;
     }
-    if (op === 'PING') sink.ping();
+    if (op === 'PING') sink.answer(NATS_PONG);
     else if (op === 'PONG') sink.ready();
     else if (op === '-ERR') sink.malformed(`nats error: ${buf.toString('latin1', off, lineEnd)}`);
     else if (op !== '+OK' && op !== 'INFO')
@@ -217,6 +265,147 @@ export const natsProtocol: Protocol = {
     return nl + 1 - off;
   },
 };
+
+// ------------------------------------------------------------------ WebSocket
+
+/** The Socket.IO event every message travels in: `42["m","<message>"]` (Engine.IO message, Socket.IO EVENT). */
+const SIO_EVENT = Buffer.from('42["m","');
+const SIO_EVENT_END = Buffer.from('"]');
+const SIO_CONNECT = Buffer.from('40');
+const EIO_PONG = Buffer.from('3');
+const SIO_PATH = '/socket.io/?EIO=4&transport=websocket';
+/** A message's digits may be a backslash, which JSON would escape: socket.io messages carry `p` instead. */
+const BACKSLASH = 0x5c;
+const BACKSLASH_STAND_IN = 0x70;
+
+const frame: FrameInfo = {
+  fin: false,
+  rsv: 0,
+  opcode: 0,
+  masked: false,
+  payloadAt: 0,
+  payloadLength: 0,
+  frameBytes: 0,
+};
+
+type WsKind = 'text' | 'binary' | 'socketio';
+
+function startsWith(buf: Buffer, at: number, prefix: Buffer): boolean {
+  for (let i = 0; i < prefix.length; i += 1) if (buf[at + i] !== prefix[i]) return false;
+  return true;
+}
+
+function decodeSocketIo(buf: Buffer, at: number): void {
+  for (let j = SID_OFFSET; j < TS_OFFSET + 8; j += 1) if (buf[at + j] === BACKSLASH_STAND_IN) buf[at + j] = BACKSLASH;
+}
+
+function socketIoPacket(buf: Buffer, at: number, n: number, sink: FrameSink): void {
+  const type = buf[at];
+  const quoted = (): string => JSON.stringify(buf.toString('latin1', at, at + Math.min(n, 60)));
+  if (type === 0x34 && n >= 2) {
+    // '4': an Engine.IO message carrying a Socket.IO packet.
+    const packet = buf[at + 1];
+    if (packet === 0x32) {
+      const end = at + n - SIO_EVENT_END.length;
+      if (
+        n >= SIO_EVENT.length + SIO_EVENT_END.length &&
+        startsWith(buf, at, SIO_EVENT) &&
+        startsWith(buf, end, SIO_EVENT_END)
+      ) {
+        decodeSocketIo(buf, at + SIO_EVENT.length);
+        sink.payload(buf, at + SIO_EVENT.length, n - SIO_EVENT.length - SIO_EVENT_END.length);
+      } else sink.malformed(`unexpected socket.io event ${quoted()}`);
+    } else if (packet === 0x30) sink.ready();
+    else if (packet === 0x31) sink.closing('socket.io DISCONNECT');
+    else sink.malformed(`unexpected socket.io packet ${quoted()}`);
+  } else if (type === 0x30) sink.answer(clientFrame(OP_TEXT, SIO_CONNECT, maskKey()));
+  else if (type === 0x32 && n === 1) sink.answer(clientFrame(OP_TEXT, EIO_PONG, maskKey()));
+  else if (type === 0x31) sink.closing('engine.io close');
+  else sink.malformed(`unexpected engine.io packet ${quoted()}`);
+}
+
+function parseWebSocket(kind: WsKind, buf: Buffer, off: number, end: number, sink: FrameSink): number {
+  if (buf[off] === 0x48) {
+    // 'H': the answer to the upgrade request (never the first byte of a valid frame).
+    const { used, error } = readUpgradeResponse(buf, off, end);
+    if (used === 0) return 0;
+    if (error !== null) sink.malformed(error);
+    else if (kind !== 'socketio') sink.ready();
+    return used;
+  }
+  if (!readFrame(buf, off, end, frame, MAX_CONTROL_BYTES)) return 0;
+  if (frame.payloadLength > MAX_CONTROL_BYTES) {
+    sink.malformed(`a frame of ${frame.payloadLength} bytes`);
+    return end - off;
+  }
+  const at = frame.payloadAt;
+  const n = frame.payloadLength;
+  if (frame.masked) sink.malformed('a masked frame from the server');
+  else if (frame.rsv !== 0) sink.malformed('RSV bits set, no extension negotiated');
+  else if (frame.opcode === OP_TEXT || frame.opcode === OP_BINARY) {
+    if (!frame.fin) sink.malformed('a fragmented message');
+    else if (kind === 'socketio') {
+      if (frame.opcode === OP_TEXT) socketIoPacket(buf, at, n, sink);
+      else sink.malformed('a binary frame from socket.io');
+    } else if ((frame.opcode === OP_BINARY) !== (kind === 'binary'))
+      sink.malformed(`a ${frame.opcode === OP_BINARY ? 'binary' : 'text'} frame where ${kind} frames are expected`);
+    else sink.payload(buf, at, n);
+  } else if (frame.opcode === OP_PING) sink.answer(clientFrame(OP_PONG, buf.subarray(at, at + n), maskKey()));
+  else if (frame.opcode === OP_CLOSE) {
+    const code = n >= 2 ? buf.readUInt16BE(at) : 1005;
+    sink.closing(`close frame ${code}${n > 2 ? ` ${buf.toString('utf8', at + 2, at + n)}` : ''}`);
+  } else if (frame.opcode !== OP_PONG) sink.malformed(`a frame with opcode ${frame.opcode}`);
+  return frame.frameBytes;
+}
+
+/** Masks the stamped bytes (sequence number and time) of the message at `at`, `phase` bytes into the payload. */
+function maskStamp(buf: Buffer, at: number, key: Uint8Array, phase: number, socketIo: boolean): void {
+  for (let j = SEQ_OFFSET; j < TS_OFFSET + 8; j += 1) {
+    let v = buf[at + j];
+    if (socketIo && v === BACKSLASH) v = BACKSLASH_STAND_IN;
+    buf[at + j] = v ^ key[(phase + j) & 3];
+  }
+}
+
+function webSocketProtocol(name: ProtocolName, kind: WsKind): Protocol {
+  const opcode = kind === 'binary' ? OP_BINARY : OP_TEXT;
+  const socketIo = kind === 'socketio';
+  const phase = socketIo ? SIO_EVENT.length : 0;
+  /** The message as it travels: without its newline except in binary frames; socket.io: in its event. */
+  const payloadOf = (message: Buffer): Buffer => {
+    if (kind === 'binary') return Buffer.from(message);
+    const line = Buffer.from(message.subarray(0, message.length - 1));
+    if (!socketIo) return line;
+    for (let i = 0; i < line.length; i += 1) if (line[i] === BACKSLASH) line[i] = BACKSLASH_STAND_IN;
+    return Buffer.concat([SIO_EVENT, line, SIO_EVENT_END]);
+  };
+  const payloadBytes = (size: number): number =>
+    kind === 'binary' ? size : size - 1 + (socketIo ? SIO_EVENT.length + SIO_EVENT_END.length : 0);
+  return {
+    name,
+    selfDelivery: false,
+    separatePublisher: false,
+    carriesNewline: kind === 'binary',
+    deliveryPrefix: (size) =>
+      Buffer.concat([serverFrameHeader(opcode, payloadBytes(size)), socketIo ? SIO_EVENT : Buffer.alloc(0)]),
+    deliverySuffix: socketIo ? SIO_EVENT_END : Buffer.alloc(0),
+    masked: true,
+    publishFrame: (message, key) => clientFrame(opcode, payloadOf(message), key ?? maskKey()),
+    publishOffset: (size) => headerBytes(payloadBytes(size), true) + phase,
+    sealStamp: (buf, at, key) => maskStamp(buf, at, key, phase, socketIo),
+    decode: socketIo ? decodeSocketIo : null,
+    handshake: (_role, _echo, authority) => upgradeRequest(socketIo ? SIO_PATH : '/', authority),
+    awaitsReady: () => true,
+    parse: (buf, off, end, sink) => parseWebSocket(kind, buf, off, end, sink),
+  };
+}
+
+/** WebSocket text frames: one line per frame, without its newline. */
+export const wsTextProtocol = webSocketProtocol('ws-text', 'text');
+/** WebSocket binary frames: the message as is. */
+export const wsBinaryProtocol = webSocketProtocol('ws-binary', 'binary');
+/** Socket.IO 4 over WebSocket: the line without its newline as the argument of event `m`. */
+export const socketIoProtocol = webSocketProtocol('socketio', 'socketio');
 
 export function protocolNamed(name: string): Protocol {
   switch (name) {
@@ -226,7 +415,13 @@ export function protocolNamed(name: string): Protocol {
       return redisProtocol;
     case 'nats':
       return natsProtocol;
+    case 'ws-text':
+      return wsTextProtocol;
+    case 'ws-binary':
+      return wsBinaryProtocol;
+    case 'socketio':
+      return socketIoProtocol;
     default:
-      throw new RangeError(`unknown protocol ${name}: line, redis or nats`);
+      throw new RangeError(`unknown protocol ${name}: line, redis, nats, ws-text, ws-binary or socketio`);
   }
 }

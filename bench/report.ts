@@ -1,4 +1,5 @@
 /** The bench's outputs: a Markdown report and a hand-written SVG bar chart. */
+import { parseCase } from './cases';
 import { type RunRecord, type Summary, casesOf, find } from './stats';
 import type { TargetCheck } from './targets';
 
@@ -29,6 +30,16 @@ function rateText(x: number | null | undefined): string {
   if (x >= 1e6) return `${(x / 1e6).toFixed(2)} M`;
   if (x >= 1e3) return `${(x / 1e3).toFixed(1)} k`;
   return x.toFixed(0);
+}
+
+/** The naive loop a case's rows are compared with: the `net` one for TCP clients, the `ws` one otherwise. */
+function naiveOf(caseName: string): string {
+  return parseCase(caseName).net === 'tcp' ? 'naive' : 'ws-naive';
+}
+
+/** Whether any summary is of a case with WebSocket clients. */
+function hasWebSocket(summaries: readonly Summary[]): boolean {
+  return summaries.some((s) => parseCase(s.case).net !== 'tcp');
 }
 
 function ordered(
@@ -77,12 +88,17 @@ export function markdown(
       'Medians over clean runs. `d:N:B`: one sender to N receivers, B-byte lines, window 32 KiB; `all:N:B`: N clients all sending (window 8, one message per turn) and all receiving; `paced:N:B`: one sender at 1,000 msgs/s. Cores: CPU seconds per second of run (server; generator = all its threads).',
       '',
     );
+    if (hasWebSocket(throughput))
+      lines.push(
+        '`ws-` cases: every client speaks WebSocket (text frames of lines without their newline; socket.io: event `m`), compared with the naive `ws` loop; `mix-`: half the clients (the first half) over WebSocket, the rest over TCP, in one room.',
+        '',
+      );
     lines.push(
       '| case | peer | runs (bad) | deliveries/s | spread | vs naive | MB/s | p50 µs | p99 µs | server CPU s / M deliveries | server cores | gen cores |',
     );
     lines.push('|---|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|');
     for (const s of throughput) {
-      const naive = find(summaries, s.case, 'naive')?.deliveriesPerS;
+      const naive = find(summaries, s.case, naiveOf(s.case))?.deliveriesPerS;
       const vsNaive = s.deliveriesPerS != null && naive != null && naive > 0 ? s.deliveriesPerS / naive : null;
       lines.push(
         `| ${s.case} | ${s.peer} | ${s.runs} (${s.bad}) | ${rateText(s.deliveriesPerS)} | ${fmt(s.spread, 2)} | ${fmt(vsNaive, 2)} | ${fmt(s.mbPerS, 1)} | ${fmt(s.p50Us)} | ${fmt(s.p99Us)} | ${fmt(s.cpuPerM, 3)} | ${fmt(s.serverCores, 2)} | ${fmt(s.genCores, 2)} |`,
@@ -110,6 +126,11 @@ export function markdown(
       'Server RSS with N idle connections (N-1 subscribed receivers and one sender; one warm-up message went through) minus RSS before they connected, divided by N. User space only: kernel socket buffers are not in RSS.',
       '',
     );
+    if (hasWebSocket(mem))
+      lines.push(
+        '`ws-mem:N`: the same with N idle WebSocket connections (the sender one of them): what a server holds per WebSocket client, upgrade done.',
+        '',
+      );
     lines.push('| case | peer | runs (bad) | RSS before KiB | RSS with clients KiB | bytes / connection |');
     lines.push('|---|---|---|---:|---:|---:|');
     for (const s of mem)
@@ -179,7 +200,7 @@ const esc = (text: string): string =>
 function colorOf(peer: string): string {
   if (peer === 'mux') return '#c0392b';
   if (peer.startsWith('mux')) return '#e67e73';
-  if (peer === 'naive' || peer === 'corked') return '#5d6d7e';
+  if (peer === 'naive' || peer === 'corked' || peer === 'ws-naive' || peer === 'ws-corked') return '#5d6d7e';
   return '#95a5a6';
 }
 

@@ -5,7 +5,8 @@
  * Environment: BENCH_REPS (3), BENCH_DURATION seconds per run (3), BENCH_CASES (see cases.ts),
  * BENCH_PEERS (all), BENCH_WORKERS generator threads (2), BENCH_PORT_BASE (21000), BENCH_HOLD_REPS (1),
  * BENCH_SLOW_PEERS=1 (run cases with many connections on slow accepters too: ncat),
- * BENCH_EXTRA_PEERS ("name=command args {port};..." more line-protocol servers to compare with).
+ * BENCH_EXTRA_PEERS ("name=command args {port};..." more line-protocol servers to compare with),
+ * BENCH_WS_CLIENT (own: the generator's own WebSocket codec; library: the ws and socket.io-client packages).
  */
 import { createWriteStream, mkdirSync, mkdtempSync, renameSync, writeFileSync } from 'node:fs';
 import { cpus, loadavg, tmpdir } from 'node:os';
@@ -20,8 +21,9 @@ import {
   generatorArgs,
   isThroughput,
   parseCases,
+  serves,
 } from './cases';
-import { defaultWorkers } from './gen-shared';
+import { type WsClientKind, defaultWorkers } from './gen-shared';
 import { type GenResult, failedResult, parseGenArgs } from './generator';
 import { BUILTIN_PEERS, type PeerSpec, type RunningPeer, extraPeers, startPeer } from './peers';
 import { rssKiB } from './procfs';
@@ -30,6 +32,8 @@ import { type RunRecord, summarize } from './stats';
 import { checkTargets } from './targets';
 
 const RESERVED_PORTS = [6379, 4222];
+/** Throughput servers from the base, fresh mem servers from +100, hold servers from +200, WebSocket ports +50. */
+const PORTS_USED = 350;
 
 interface Settings {
   readonly reps: number;
@@ -41,6 +45,7 @@ interface Settings {
   readonly holdReps: number;
   /** Run every case on peers that accept connections slowly too (BENCH_SLOW_PEERS=1). */
   readonly slowPeers: boolean;
+  readonly wsClient: WsClientKind;
 }
 
 function readSettings(env: NodeJS.ProcessEnv): Settings {
@@ -58,9 +63,10 @@ function readSettings(env: NodeJS.ProcessEnv): Settings {
     throw new RangeError(`BENCH_DURATION must be seconds > 0; got ${durationText}`);
   const peersText = env.BENCH_PEERS?.trim();
   const portBase = int('BENCH_PORT_BASE', 21000, 1024);
-  if (portBase + 300 > 65535) throw new RangeError('BENCH_PORT_BASE too high: the bench uses 300 ports from it');
+  if (portBase + PORTS_USED > 65535)
+    throw new RangeError(`BENCH_PORT_BASE too high: the bench uses ${PORTS_USED} ports from it`);
   for (const reserved of RESERVED_PORTS) {
-    if (reserved >= portBase && reserved < portBase + 300)
+    if (reserved >= portBase && reserved < portBase + PORTS_USED)
       throw new RangeError(`BENCH_PORT_BASE: the range would include port ${reserved}, which is in use`);
   }
   return {
@@ -72,7 +78,14 @@ function readSettings(env: NodeJS.ProcessEnv): Settings {
     portBase,
     holdReps: int('BENCH_HOLD_REPS', 1, 1),
     slowPeers: env.BENCH_SLOW_PEERS === '1',
+    wsClient: wsClientOf(env.BENCH_WS_CLIENT),
   };
+}
+
+function wsClientOf(text: string | undefined): WsClientKind {
+  if (text === undefined || text === '' || text === 'own') return 'own';
+  if (text === 'library') return 'library';
+  throw new RangeError(`BENCH_WS_CLIENT must be own or library; got ${text}`);
 }
 
 /** Each repetition starts with a different peer, so no peer always runs first or last. */
@@ -108,8 +121,9 @@ class Bench {
     this.generatorLog = join(workDir, 'generator.log');
   }
 
-  /** Whether `spec` runs `benchCase`: slow accepters skip cases with many connections. */
+  /** Whether `spec` runs `benchCase`: it must take its clients; slow accepters skip cases with many connections. */
   runs(spec: PeerSpec, benchCase: BenchCase): boolean {
+    if (!serves(spec.nets, benchCase)) return false;
     if (spec.slowAccept === null || this.settings.slowPeers || connectionsOf(benchCase) <= SLOW_ACCEPT_CONNECTIONS)
       return true;
     let entry = this.cut.get(spec.name);
@@ -139,6 +153,7 @@ class Bench {
       peer.spec.name,
       ...generatorArgs(benchCase, settings.durationS),
       ...(peer.spec.stripPrefix ? ['--strip-prefix'] : []),
+      ...this.wsArgs(peer.spec, peer.port, benchCase),
     ];
     const child = spawnTracked(process.execPath, [join(__dirname, 'generator.js'), ...args], {
       stdio: ['ignore', 'pipe', 'pipe'],
@@ -206,8 +221,19 @@ class Bench {
     );
   }
 
+  /** The generator's WebSocket options for a case with WebSocket clients on `spec` serving on `port`. */
+  wsArgs(spec: PeerSpec, port: number, benchCase: BenchCase): string[] {
+    if (benchCase.net === 'tcp' || spec.wsProto === null) return [];
+    return ['--ws-proto', spec.wsProto, '--ws-port', String(spec.wsPort(port)), '--ws-client', this.settings.wsClient];
+  }
+
   deadPeer(spec: PeerSpec, benchCase: BenchCase, rep: number, why: string): void {
-    const args = ['--port', '1', ...generatorArgs(benchCase, this.settings.durationS)];
+    const args = [
+      '--port',
+      '1',
+      ...generatorArgs(benchCase, this.settings.durationS),
+      ...this.wsArgs(spec, 1, benchCase),
+    ];
     this.add({
       peer: spec.name,
       case: benchCase.name,
@@ -315,6 +341,10 @@ async function main(): Promise<number> {
       skipped.push({ name: spec.name, reason: 'not in BENCH_PEERS' });
       continue;
     }
+    if (!settings.cases.some((c) => serves(spec.nets, c))) {
+      skipped.push({ name: spec.name, reason: `takes none of the cases run (${spec.nets.join(', ')} cases only)` });
+      continue;
+    }
     const why = spec.unavailable();
     if (why === null) available.push(spec);
     else skipped.push({ name: spec.name, reason: why });
@@ -388,6 +418,7 @@ function commandLine(): string {
     'BENCH_HOLD_REPS',
     'BENCH_SLOW_PEERS',
     'BENCH_EXTRA_PEERS',
+    'BENCH_WS_CLIENT',
   ]
     .filter((name) => process.env[name] !== undefined && process.env[name] !== '')
     .map((name) => `${name}=${JSON.stringify(process.env[name])}`);

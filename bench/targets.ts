@@ -1,4 +1,5 @@
-/** The targets of the performance issue (#4), as ratios measured in one run of the bench. */
+/** The targets of the performance issue (#4) and of the WebSocket issue (#10), as ratios measured in one run. */
+import { parseCase } from './cases';
 import { casesOf, find, type Summary } from './stats';
 
 export interface TargetCheck {
@@ -22,7 +23,8 @@ function check(target: string, measured: number | null, op: '>=' | '<=', bound: 
 /** `references`: peers the `all` case is compared with besides naive and corked (external broadcasters). */
 export function checkTargets(summaries: readonly Summary[], references: readonly string[]): TargetCheck[] {
   const out: TargetCheck[] = [];
-  const cases = casesOf(summaries);
+  const all = casesOf(summaries);
+  const cases = all.filter((name) => parseCase(name).net === 'tcp');
   const rate = (c: string, peer: string): number | null => find(summaries, c, peer)?.deliveriesPerS ?? null;
   for (const c of cases.filter((name) => summaries.some((s) => s.case === name && s.kind === 'all'))) {
     out.push(check(`${c}: deliveries/s mux / naive`, ratio(rate(c, 'mux'), rate(c, 'naive')), '>=', 5));
@@ -90,6 +92,30 @@ export function checkTargets(summaries: readonly Summary[], references: readonly
     const mux = find(summaries, c, 'mux');
     const clean = mux === undefined || mux.runs === 0 ? null : (mux.runs - mux.bad) / mux.runs;
     out.push(check(`${c}: share of mux runs clean (all clients held, every broadcast delivered)`, clean, '>=', 1));
+  }
+  out.push(...webSocketTargets(summaries, all));
+  return out;
+}
+
+/** Issue #10: 100 WebSocket clients all sending, against the naive ws loop, socket.io and mux's own TCP path. */
+function webSocketTargets(summaries: readonly Summary[], cases: readonly string[]): TargetCheck[] {
+  const out: TargetCheck[] = [];
+  const rate = (c: string, peer: string): number | null => find(summaries, c, peer)?.deliveriesPerS ?? null;
+  for (const c of cases) {
+    const benchCase = parseCase(c);
+    if (benchCase.net !== 'ws' || benchCase.kind !== 'all') continue;
+    out.push(check(`${c}: deliveries/s mux-ws / ws-naive`, ratio(rate(c, 'mux-ws'), rate(c, 'ws-naive')), '>=', 5));
+    out.push(check(`${c}: deliveries/s mux-ws / socketio`, ratio(rate(c, 'mux-ws'), rate(c, 'socketio')), '>=', 1));
+    // The same load over TCP, line framing as mux-ws: `all:N:B`, if it ran.
+    const tcp = `all:${benchCase.clients}:${benchCase.size}`;
+    out.push(
+      check(
+        `${c}: server CPU s per M deliveries mux-ws / mux-line in ${tcp} (WebSocket vs TCP path)`,
+        ratio(find(summaries, c, 'mux-ws')?.cpuPerM, find(summaries, tcp, 'mux-line')?.cpuPerM),
+        '<=',
+        2,
+      ),
+    );
   }
   return out;
 }
