@@ -5,6 +5,7 @@ import type { AddressInfo } from 'node:net';
 import { join } from 'node:path';
 import { parseArgs, type ParseArgsConfig } from 'node:util';
 import { accessList } from './admission/access';
+import type { Bus } from './bus/bus';
 import { Multiplexer } from './multiplexer';
 import { DEFAULTS, isBooleanSetting, SETTING_KEYS, type MultiplexerOptions, type SettingKey } from './options';
 
@@ -38,6 +39,9 @@ const SETTING_HELP: Record<SettingKey, string> = {
   ipv6Prefix: 'IPv6 prefix length the per-address limit counts by',
   outboxBytes: 'with --bus: bytes waiting for the bus before the oldest are shed',
   outboxAge: 'with --bus: ms a frame may wait for the bus before it is shed',
+  heartbeatInterval: 'with --bus: ms between heartbeats to the other nodes',
+  nodeTimeout: 'with --bus: ms without news before another node is down',
+  busOverflow: 'with --bus: a slow bus past stall-timeout: shed|wait',
 };
 
 const options: ParseArgsConfig['options'] = {
@@ -51,6 +55,9 @@ const options: ParseArgsConfig['options'] = {
   'tls-key': { type: 'string' },
   'shutdown-timeout': { type: 'string' },
   'path-mode': { type: 'string' },
+  bus: { type: 'string' },
+  channel: { type: 'string' },
+  'node-id': { type: 'string' },
   help: { type: 'boolean', short: 'h' },
   version: { type: 'boolean', short: 'v' },
 };
@@ -75,6 +82,10 @@ function usage(): string {
     '  --deny <cidr>                       keep these addresses out (repeat or comma-separate)',
     '  --tls-cert <file> --tls-key <file>  listen with TLS',
     '  --shutdown-timeout <ms>             on SIGINT/SIGTERM/SIGHUP, time to flush queues (default 5000)',
+    '  --bus <url>                         join other nodes: redis://H:P, redis-cluster://H:P[,H:P...],',
+    '                                      nats://H:P[,H:P...]',
+    '  --channel <name>                    the bus channel (default multiplexer; matched exactly)',
+    "  --node-id <id>                      this node's id on the bus (default: random per process)",
     ...settings,
     '  -h, --help                          show this help',
     '  -v, --version                       show the version',
@@ -117,6 +128,7 @@ function raiseDescriptorLimit(): void {
 
 interface Plan {
   readonly options: MultiplexerOptions;
+  readonly bus: { readonly url: string; readonly channel: string } | null;
   readonly listen: { port?: number; host?: string; path?: string; mode?: number };
   readonly allow: string[];
   readonly deny: string[];
@@ -154,6 +166,20 @@ function plan(argv: string[]): Plan | 'help' | 'version' {
   } catch (error) {
     throw new UsageError(`cannot read TLS files: ${(error as Error).message}`);
   }
+  const busUrl = stringOf(values.bus);
+  const channel = stringOf(values.channel) ?? 'multiplexer';
+  if (busUrl !== undefined && !/^(redis|rediss|redis-cluster|nats):\/\/[^\s]+$/.test(busUrl)) {
+    throw new UsageError(
+      `--bus must be redis://HOST:PORT, redis-cluster://HOST:PORT[,...] or nats://HOST:PORT[,...]; got ${busUrl}`,
+    );
+  }
+  if (busUrl === undefined && (values.channel !== undefined || values['node-id'] !== undefined)) {
+    throw new UsageError('--channel and --node-id go with --bus');
+  }
+  const nodeId = stringOf(values['node-id']);
+  if (nodeId !== undefined && (nodeId === '' || Buffer.byteLength(nodeId) > 255)) {
+    throw new UsageError('--node-id must be 1 to 255 bytes');
+  }
   const path = stringOf(values.path);
   const modeText = stringOf(values['path-mode']);
   if (modeText !== undefined && (!/^[0-7]{1,4}$/.test(modeText) || parseInt(modeText, 8) > 0o777)) {
@@ -161,7 +187,8 @@ function plan(argv: string[]): Plan | 'help' | 'version' {
   }
   if (modeText !== undefined && path === undefined) throw new UsageError('--path-mode goes with --path');
   return {
-    options: { ...settings, framing, tls },
+    options: { ...settings, framing, tls, node: nodeId },
+    bus: busUrl === undefined ? null : { url: busUrl, channel },
     listen:
       path !== undefined
         ? { path, mode: modeText === undefined ? undefined : parseInt(modeText, 8) }
@@ -170,6 +197,23 @@ function plan(argv: string[]): Plan | 'help' | 'version' {
     deny: listOf(values.deny),
     shutdownTimeout: Number(timeoutText),
   };
+}
+
+/**
+ * The bus a `--bus` URL names, from its own entry point (so that a single-process CLI loads neither Redis
+ * nor NATS): `redis://` one Redis server, `redis-cluster://h:p,h:p` a Redis Cluster's seeds (sharded
+ * pub/sub), `nats://h:p,h:p` one or more NATS servers of a cluster.
+ */
+async function createBus(url: string, channel: string): Promise<Bus> {
+  const [scheme, rest] = url.split('://');
+  const hosts = rest.split(',').filter((host) => host !== '');
+  if (scheme === 'nats') {
+    const { NatsBus } = await import('./nats');
+    return new NatsBus({ servers: hosts.map((host) => `nats://${host}`), channel });
+  }
+  const { RedisBus } = await import('./redis');
+  if (scheme === 'redis-cluster') return new RedisBus({ cluster: hosts.map((host) => `redis://${host}`), channel });
+  return new RedisBus({ url, channel });
 }
 
 function describe(address: AddressInfo | string, secure: boolean): string {
@@ -193,7 +237,8 @@ export async function main(argv: string[] = process.argv.slice(2)): Promise<numb
       return 0;
     }
     setup = result;
-    mux = new Multiplexer(setup.options);
+    const bus = setup.bus === null ? undefined : await createBus(setup.bus.url, setup.bus.channel);
+    mux = new Multiplexer({ ...setup.options, bus });
     if (setup.allow.length > 0 || setup.deny.length > 0)
       mux.addAccessFilter(accessList({ allow: setup.allow, deny: setup.deny }));
   } catch (error) {
@@ -228,6 +273,9 @@ export async function main(argv: string[] = process.argv.slice(2)): Promise<numb
     if (stopped !== null) return stopped;
     process.stderr.write(`multiplexer: ${(error as Error).message}\n`);
     return 1;
+  }
+  if (setup.bus !== null) {
+    process.stdout.write(`multiplexer node ${mux.node} on the ${setup.bus.url} bus, channel ${setup.bus.channel}\n`);
   }
   process.stdout.write(
     `multiplexer listening on ${describe(address, setup.options.tls !== undefined)} (${mux.framing.name} framing)\n`,

@@ -85,6 +85,10 @@ export interface MultiplexerEvents<S extends object = Record<string, unknown>> {
   loss: (node: string, count: number) => void;
   /** The bus went up (subscribed) or down. */
   bus: (state: 'up' | 'down', error?: Error) => void;
+  /** A client of another node joined, left or had its published state change (see the `presence` option). */
+  presence: (change: 'join' | 'leave' | 'update', member: RemoteClient<S>) => void;
+  /** Another node of the cluster was heard again (`up`) or not for `nodeTimeout` (`down`: its members are gone). */
+  node: (state: 'up' | 'down', node: string) => void;
 }
 
 /** Counters and gauges of one multiplexer, as returned by {@link Multiplexer.stats}. */
@@ -205,20 +209,11 @@ export class Multiplexer<S extends object = Record<string, unknown>> extends Eve
     this.hub = new Hub<S>(this.hubOwner(), this.current, this.framing, this.log);
     this.clientView = new ClientsView(this.hub.members);
     if (this.forwardFilter !== Multiplexer.prototype.forwardFilter) this.hub.enableForwarding();
-    if (options.bus !== undefined) this.link = this.createLink(options.bus);
+    if (options.bus !== undefined) this.link = this.createLink(options.bus, options.presence ?? []);
   }
 
-  private createLink(bus: Bus): BusLink {
-    const settings = this.current;
-    const limits = {
-      get maxBytes() {
-        return settings.outboxBytes;
-      },
-      get maxAge() {
-        return settings.outboxAge;
-      },
-    };
-    const link = new BusLink(bus, this.node, limits, {
+  private createLink(bus: Bus, presence: readonly string[]): BusLink {
+    const link = new BusLink(bus, this.node, this.current, {
       deliver: (node, envelopes, from) => this.hub.deliverRemote(node, envelopes, from),
       lost: (node, count) => {
         this.log.warn('lost %d messages from node %s on the %s bus', count, node, bus.kind);
@@ -238,8 +233,15 @@ export class Multiplexer<S extends object = Record<string, unknown>> extends Eve
         this.emitGuarded('bus', up ? 'up' : 'down', error);
       },
       failed: (error) => this.report(error, 'bus'),
+      node: (node, up) => {
+        if (up) this.log.info('node %s up', node);
+        else this.log.warn('node %s down: not heard for %d ms', node, this.current.nodeTimeout);
+        this.hub.nodeChanged(node, up);
+      },
+      snapshot: () => this.hub.snapshot(),
+      hold: (holding) => this.hub.flow.holdExternal(holding),
     });
-    this.hub.attachBus((envelopes) => link.publish(envelopes));
+    this.hub.attachBus((envelopes) => link.publish(envelopes), presence);
     return link;
   }
 
@@ -413,6 +415,25 @@ export class Multiplexer<S extends object = Record<string, unknown>> extends Eve
   /** The clients in the broadcast, in the order they joined (a read-only, live view). */
   get clients(): ReadonlySet<Client<S>> {
     return this.clientView;
+  }
+
+  /**
+   * The members of the whole cluster: this node's clients, then the other nodes' clients as their presence
+   * told (with the state fields the `presence` option publishes). Without a bus, this node's clients.
+   */
+  members(): Array<Client<S> | RemoteClient<S>> {
+    return this.hub.clusterMembers();
+  }
+
+  /** The nodes of the cluster: this one, then the others heard from, whether up, and when last heard. */
+  nodes(): Array<{ node: string; up: boolean; lastSeen: number }> {
+    const self = { node: this.node, up: true, lastSeen: Date.now() };
+    return this.link === null ? [self] : [self, ...this.link.nodes()];
+  }
+
+  /** Tells the other nodes that `client`'s published state fields changed (see the `presence` option). */
+  publishState(client: Client<S>): void {
+    this.hub.publishState(client);
   }
 
   /** The clients of this node in `room` (read-only; empty when the room has no members). */
@@ -668,6 +689,8 @@ export class Multiplexer<S extends object = Record<string, unknown>> extends Eve
       emitExit: (client, reason, error) => this.emitGuarded('exit', client, reason, error),
       emitDeny: (client, reason) => this.emitGuarded('deny', client, reason),
       emitLimit: (client, kind) => this.emitGuarded('limit', client, kind),
+      emitPresence: (change, member) => this.emitGuarded('presence', change, member),
+      emitNode: (state, node) => this.emitGuarded('node', state, node),
       report: (error, source, client) => this.report(error, source, client),
     };
   }

@@ -85,7 +85,20 @@ export interface Settings {
   outboxBytes: number;
   /** With a bus: oldest frame (ms) kept waiting for it; older ones are shed. Default 10000. */
   outboxAge: number;
+  /** With a bus: how often (ms) this node tells the others it is alive. Default 1000. */
+  heartbeatInterval: number;
+  /** With a bus: another node not heard for this long (ms) is down and its members gone. Default 5000. */
+  nodeTimeout: number;
+  /**
+   * With a bus: a slow bus (its outbox above `highWaterMark`) holds local senders back for `stallTimeout`;
+   * then it sheds its oldest frames (`'shed'`, counted, senders go on) or keeps them waiting (`'wait'`).
+   * Default `'shed'`.
+   */
+  busOverflow: BusOverflowPolicy;
 }
+
+/** What a slow bus does past its stall budget. */
+export type BusOverflowPolicy = 'shed' | 'wait';
 
 /**
  * TLS settings: the secure-context options of `tls.createSecureContext` (`key`, `cert`, `ca`, `ciphers`,
@@ -109,6 +122,11 @@ export interface MultiplexerOptions extends Partial<Settings> {
    * client on any node sends reaches every member on every node. Opened by the first `listen()`.
    */
   bus?: Bus;
+  /**
+   * With a bus: the `client.state` fields a client's presence publishes to the other nodes (with its id,
+   * node and address), e.g. `['nick']`. Default none.
+   */
+  presence?: readonly string[];
 }
 
 /** The default of every setting. */
@@ -137,6 +155,9 @@ export const DEFAULTS: Readonly<Settings> = Object.freeze({
   ipv6Prefix: 64,
   outboxBytes: 16 * 1024 * 1024,
   outboxAge: 10_000,
+  heartbeatInterval: 1000,
+  nodeTimeout: 5000,
+  busOverflow: 'shed',
 });
 
 /** A setting's name. */
@@ -203,6 +224,9 @@ const PARSERS: Parsers = {
   ipv6Prefix: (key, value) => parseCount(key, value, 0, 128),
   outboxBytes: (key, value) => parseCount(key, value, 1),
   outboxAge: (key, value) => parseCount(key, value, 1),
+  heartbeatInterval: (key, value) => parseCount(key, value, 10),
+  nodeTimeout: (key, value) => parseCount(key, value, 10),
+  busOverflow: parseChoice(['shed', 'wait'] as const),
 };
 
 /** Every setting name, in documentation order. */
@@ -252,7 +276,7 @@ export function resolveSettings(options: MultiplexerOptions): Settings {
     const value = options[key];
     if (value !== undefined) assign(key, value);
   }
-  const known = new Set<string>([...SETTING_KEYS, 'framing', 'tls', 'name', 'node', 'bus']);
+  const known = new Set<string>([...SETTING_KEYS, 'framing', 'tls', 'name', 'node', 'bus', 'presence']);
   for (const key of Object.keys(options)) {
     if (!known.has(key)) {
       throw invalidArgument(`unknown option ${describe(key)}; valid options: ${[...known].join(', ')}`);

@@ -27,6 +27,12 @@ export interface Bus {
   publish(frame: Buffer): Promise<void>;
   /** Unsubscribes and disconnects. Idempotent; `publish` rejects afterwards. */
   close(): Promise<void>;
+  /**
+   * Optional: drops the connections and makes new ones (reporting `down()`, then `up()` once subscribed
+   * again). The link asks for it when its own frames stop coming back while the client still looks connected
+   * (a path that swallows everything, which no client notices by itself).
+   */
+  reconnect?(): void;
 }
 
 /** What a bus reports to its link. Calls to it must not throw into the bus, and never do. */

@@ -7,9 +7,27 @@ export interface EnvelopeOrigin {
   readonly port: number;
 }
 
-/** One message as it crosses the bus: its origin, its rooms (null: everyone), its bytes after the origin's filters. */
+/** What an envelope carries: a message, or a change of presence in the same ordered stream. */
+export const enum EnvelopeKind {
+  /** A message to deliver: `message` is its bytes after the origin's filters. */
+  Message = 0,
+  /** A client joined its node: `message` is the JSON of the state fields its node publishes. */
+  Join = 1,
+  /** A client left its node. */
+  Leave = 2,
+  /** A client's published state changed: `message` is the JSON of the fields. */
+  Update = 3,
+  /** The node's members follow (Join envelopes): forget what was known of them before. */
+  Snapshot = 4,
+  /** Asks the node named in `message` (UTF-8) for a snapshot. */
+  SnapshotRequest = 5,
+}
+
+/** One message, or one presence change, as it crosses the bus. */
 export interface Envelope {
+  readonly kind: EnvelopeKind;
   readonly origin: EnvelopeOrigin;
+  /** The rooms a message goes to (null: everyone). */
   readonly rooms: readonly string[] | null;
   readonly message: Buffer;
 }
@@ -35,7 +53,7 @@ export const enum FrameKind {
 }
 
 const MAGIC = 0x4d; // 'M'
-const VERSION = 1;
+const VERSION = 2;
 const NO_ROOMS = 0xffff;
 const SERVER = 0xffffffff;
 
@@ -46,7 +64,7 @@ export function headerBytes(node: string, incarnation: string): number {
 
 /** Bytes one envelope takes in a frame. */
 export function envelopeBytes(envelope: Envelope): number {
-  let bytes = 4 + 1 + Buffer.byteLength(envelope.origin.address) + 2 + 2 + 4 + envelope.message.length;
+  let bytes = 1 + 4 + 1 + Buffer.byteLength(envelope.origin.address) + 2 + 2 + 4 + envelope.message.length;
   if (envelope.rooms !== null) for (const room of envelope.rooms) bytes += 2 + Buffer.byteLength(room);
   return bytes;
 }
@@ -66,7 +84,8 @@ export function encodeFrame(frame: Frame): Buffer {
   out.writeUInt32BE(frame.first >>> 0, at + 4);
   out.writeUInt32BE(frame.envelopes.length, at + 8);
   at += 12;
-  for (const { origin, rooms, message } of frame.envelopes) {
+  for (const { kind, origin, rooms, message } of frame.envelopes) {
+    out[at++] = kind;
     out.writeUInt32BE(origin.id < 0 ? SERVER : origin.id, at);
     at = writeShort(out, at + 4, origin.address);
     out.writeUInt16BE(origin.port, at);
@@ -117,9 +136,11 @@ export function decodeFrame(bytes: Buffer): Frame {
   at += 12;
   const envelopes: Envelope[] = [];
   for (let i = 0; i < count; i += 1) {
-    need(4);
-    const rawId = bytes.readUInt32BE(at);
-    at += 4;
+    need(5);
+    const envelopeKind = bytes[at] as EnvelopeKind;
+    if (envelopeKind > EnvelopeKind.SnapshotRequest) fail(`envelope kind ${envelopeKind}`);
+    const rawId = bytes.readUInt32BE(at + 1);
+    at += 5;
     const address = short();
     need(4);
     const port = bytes.readUInt16BE(at);
@@ -141,7 +162,12 @@ export function decodeFrame(bytes: Buffer): Frame {
     need(4 + length);
     const message = bytes.subarray(at + 4, at + 4 + length);
     at += 4 + length;
-    envelopes.push({ origin: { id: rawId === SERVER ? -1 : rawId, address, port }, rooms, message });
+    envelopes.push({
+      kind: envelopeKind,
+      origin: { id: rawId === SERVER ? -1 : rawId, address, port },
+      rooms,
+      message,
+    });
   }
   return { kind, node, incarnation, first, envelopes };
 }

@@ -1,5 +1,5 @@
 import { ConnectionGate, type GatePass } from '../admission/gate';
-import type { Envelope } from '../bus/envelope';
+import { EnvelopeKind, type Envelope, type EnvelopeOrigin } from '../bus/envelope';
 import { Client, type RemoteClient } from '../client';
 import { toError, withCode } from '../errors';
 import { MemoryBudget } from '../fanout/budget';
@@ -35,6 +35,21 @@ export type Origin<S extends object> = Client<S> | RemoteClient<S>;
 
 /** The origin of what server code sends, on the bus. */
 const SERVER_ORIGIN = Object.freeze({ id: -1, address: '', port: 0 });
+const EMPTY = Buffer.alloc(0);
+
+function remoteClient<S extends object>(node: string, origin: EnvelopeOrigin, state: Partial<S>): RemoteClient<S> {
+  return { node, id: origin.id, address: origin.address, port: origin.port, state };
+}
+
+/** The state fields a presence change carries (an empty object when they do not parse). */
+function parseState<S extends object>(message: Buffer): Partial<S> {
+  try {
+    const state: unknown = JSON.parse(message.toString('utf8'));
+    return typeof state === 'object' && state !== null && !Array.isArray(state) ? (state as Partial<S>) : {};
+  } catch {
+    return {};
+  }
+}
 
 /** The counters behind `stats()`. */
 export interface Counters {
@@ -67,6 +82,8 @@ export interface HubOwner<S extends object> {
   emitExit(client: Client<S>, reason: ExitReason, error: Error | undefined): void;
   emitDeny(client: Client<S>, reason: DenyReason): void;
   emitLimit(client: Client<S>, kind: LimitKind): void;
+  emitPresence(change: 'join' | 'leave' | 'update', member: RemoteClient<S>): void;
+  emitNode(state: 'up' | 'down', node: string): void;
   /** Logs and reports an error of user code or of the server. */
   report(error: unknown, source: ErrorSource, client?: Client<S>): void;
 }
@@ -112,6 +129,9 @@ export class Hub<S extends object> implements TransportHost {
     limits: zeroes(LIMIT_KINDS),
   };
   destroyed = false;
+  /** Other nodes' members, by node and client id, as their presence changes told. */
+  private readonly remote = new Map<string, Map<number, RemoteClient<S>>>();
+  private presenceFields: readonly string[] = [];
   private nextId = 0;
   /** The sender of the message being broadcast, for `deliver()` calls made by `broadcast()`. */
   private sender: Client<S> | null = null;
@@ -155,31 +175,123 @@ export class Hub<S extends object> implements TransportHost {
   }
 
   /**
-   * Joins the cluster: the turn's messages for it go to `publish` after each local fan-out (local delivery
-   * never waits for the bus); messages from other nodes come in through {@link deliverRemote}.
+   * Joins the cluster: the turn's messages and presence changes for it go to `publish` after each local
+   * fan-out (local delivery never waits for the bus); what other nodes send comes in through
+   * {@link deliverRemote}. `fields` are the state fields a client's presence publishes.
    */
-  attachBus(publish: (envelopes: Envelope[]) => void): void {
-    this.turn.outlet = (messages, senders, rooms, toBus) => {
+  attachBus(publish: (envelopes: Envelope[]) => void, fields: readonly string[]): void {
+    this.presenceFields = fields;
+    this.turn.outlet = (messages, senders, rooms, toBus, kinds) => {
       const envelopes: Envelope[] = [];
       for (let i = 0; i < messages.length; i += 1) {
         if (!toBus[i]) continue;
         const sender = senders[i];
         const origin = sender === null ? SERVER_ORIGIN : { id: sender.id, address: sender.address, port: sender.port };
-        envelopes.push({ origin, rooms: rooms[i], message: messages[i] });
+        envelopes.push({ kind: kinds[i] as EnvelopeKind, origin, rooms: rooms[i], message: messages[i] });
       }
       if (envelopes.length > 0) publish(envelopes);
     };
   }
 
-  /** Messages from another node, in its order: into this turn's log, for this node's members only. */
-  deliverRemote(node: string, envelopes: readonly Envelope[], from: number): void {
-    for (let i = from; i < envelopes.length; i += 1) {
-      const { origin, rooms, message } = envelopes[i];
-      if (rooms !== null && rooms.length === 0) continue;
-      const sender: RemoteClient<S> | null =
-        origin.id < 0 ? null : { node, id: origin.id, address: origin.address, port: origin.port, state: {} };
-      this.turn.append(message, sender, null, rooms, false);
+  /** A local client's presence changed: it goes to the cluster in order with its messages. */
+  private presence(session: Session<S>, kind: EnvelopeKind): void {
+    if (this.turn.outlet === null) return;
+    const payload =
+      kind === EnvelopeKind.Leave ? EMPTY : Buffer.from(JSON.stringify(this.publishedState(session.client)));
+    this.turn.append(payload, session.client, null, null, true, kind);
+  }
+
+  /** Sends a local client's published state fields to the other nodes again (after server code changed them). */
+  publishState(client: Client<S>): void {
+    if (client.session.phase === 'member') this.presence(client.session, EnvelopeKind.Update);
+  }
+
+  /** The state fields of `client` that presence publishes. */
+  private publishedState(client: Client<S>): Partial<S> {
+    const state: Record<string, unknown> = {};
+    const source = client.state as Record<string, unknown>;
+    for (const field of this.presenceFields) if (source[field] !== undefined) state[field] = source[field];
+    return state as Partial<S>;
+  }
+
+  /** This node's members as presence envelopes: a snapshot for the other nodes. */
+  snapshot(): Envelope[] {
+    const envelopes: Envelope[] = [];
+    for (const session of this.members) {
+      const { id, address, port } = session.client;
+      const message = Buffer.from(JSON.stringify(this.publishedState(session.client)));
+      envelopes.push({ kind: EnvelopeKind.Join, origin: { id, address, port }, rooms: null, message });
     }
+    return envelopes;
+  }
+
+  /** What another node sends, in its order: messages into this turn's log (local members only), presence. */
+  deliverRemote(node: string, envelopes: readonly Envelope[], from: number): void {
+    let table = this.remote.get(node);
+    if (table === undefined) this.remote.set(node, (table = new Map()));
+    let snapshot: Map<number, RemoteClient<S>> | null = null;
+    for (let i = from; i < envelopes.length; i += 1) {
+      const { kind, origin, rooms, message } = envelopes[i];
+      if (kind === EnvelopeKind.Message) {
+        if (rooms !== null && rooms.length === 0) continue;
+        const sender = origin.id < 0 ? null : (table.get(origin.id) ?? remoteClient(node, origin, {}));
+        this.turn.append(message, sender, null, rooms, false);
+      } else if (kind === EnvelopeKind.Join || kind === EnvelopeKind.Update) {
+        const member = remoteClient<S>(node, origin, parseState<S>(message));
+        if (snapshot !== null) {
+          snapshot.set(origin.id, member);
+          continue;
+        }
+        const known = table.get(origin.id);
+        table.set(origin.id, member);
+        // A snapshot may have told it already: only what is news is reported.
+        if (known === undefined) this.owner.emitPresence('join', member);
+        else if (JSON.stringify(known.state) !== JSON.stringify(member.state))
+          this.owner.emitPresence('update', member);
+      } else if (kind === EnvelopeKind.Leave) {
+        const member = table.get(origin.id);
+        if (member === undefined) continue;
+        table.delete(origin.id);
+        this.owner.emitPresence('leave', member);
+      } else if (kind === EnvelopeKind.Snapshot) {
+        snapshot = new Map();
+      }
+    }
+    if (snapshot !== null) this.replace(node, table, snapshot);
+  }
+
+  /** A snapshot of a node's members replaces what was known of them: the differences are reported. */
+  private replace(node: string, table: Map<number, RemoteClient<S>>, next: Map<number, RemoteClient<S>>): void {
+    for (const [id, member] of table) {
+      if (next.has(id)) continue;
+      table.delete(id);
+      this.owner.emitPresence('leave', member);
+    }
+    for (const [id, member] of next) {
+      const known = table.get(id);
+      table.set(id, member);
+      if (known === undefined) this.owner.emitPresence('join', member);
+      else if (JSON.stringify(known.state) !== JSON.stringify(member.state)) this.owner.emitPresence('update', member);
+    }
+    void node;
+  }
+
+  /** Another node was heard again, or not for too long: when down, its members are gone. */
+  nodeChanged(node: string, up: boolean): void {
+    this.owner.emitNode(up ? 'up' : 'down', node);
+    if (up) return;
+    const table = this.remote.get(node);
+    if (table === undefined) return;
+    this.remote.delete(node);
+    for (const member of table.values()) this.owner.emitPresence('leave', member);
+  }
+
+  /** The members of the cluster: this node's clients, then the other nodes' as presence knows them. */
+  clusterMembers(): Array<Client<S> | RemoteClient<S>> {
+    const all: Array<Client<S> | RemoteClient<S>> = [];
+    for (const session of this.members) all.push(session.client);
+    for (const table of this.remote.values()) for (const member of table.values()) all.push(member);
+    return all;
   }
 
   /** Recomputes what follows from the settings (after `config()`). */
@@ -260,6 +372,7 @@ export class Hub<S extends object> implements TransportHost {
     this.members.add(session);
     this.turn.enter(session);
     this.log.debug('%s joined', session);
+    this.presence(session, EnvelopeKind.Join);
     this.owner.emitConnect(session.client);
   }
 
@@ -449,6 +562,7 @@ export class Hub<S extends object> implements TransportHost {
   /** A client that joined has left and its input is out: exit filters, then `exit`. A Promise while async. */
   exited(session: Session<S>, reason: ExitReason): Promise<void> | undefined {
     this.counters.disconnects[reason] += 1;
+    this.presence(session, EnvelopeKind.Leave);
     this.log.debug('%s left: %s', session, reason);
     const client = session.client;
     const emit = (): void => this.owner.emitExit(client, reason, session.exitError);

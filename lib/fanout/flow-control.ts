@@ -73,6 +73,8 @@ export class FlowControl<M extends FlowMember> {
   private minorityBudget: number;
   private minorityStamp = Date.now();
   private releasing: NodeJS.Immediate | null = null;
+  /** Held by something other than a receiver (a slow bus). */
+  private external = false;
 
   /** Set while a fan-out runs: a release waits for its end. */
   private deferred = false;
@@ -91,9 +93,16 @@ export class FlowControl<M extends FlowMember> {
     this.minorityBudget = settings.stallTimeout;
   }
 
-  /** True while some receiver holds senders back: what senders send waits, unframed. */
+  /** True while some receiver (or a slow bus) holds senders back: what senders send waits, unframed. */
   get holding(): boolean {
-    return this.holders.size > 0;
+    return this.holders.size > 0 || this.external;
+  }
+
+  /** A slow bus holds senders back (true) or no longer does (false): it is one more receiver. */
+  holdExternal(holding: boolean): void {
+    if (this.external === holding) return;
+    this.external = holding;
+    if (!holding && this.holders.size === 0) this.release();
   }
 
   /** Senders waiting now. */
@@ -205,7 +214,7 @@ export class FlowControl<M extends FlowMember> {
   private endCongestion(member: M): void {
     member.out.congested = false;
     this.congestion.delete(member);
-    if (this.holders.delete(member) && this.holders.size === 0) this.release();
+    if (this.holders.delete(member) && !this.holding) this.release();
   }
 
   private startWatchdog(now: number): void {
@@ -279,7 +288,7 @@ export class FlowControl<M extends FlowMember> {
       // Once the shared budget is spent, holders that are not draining stop holding anyone back.
       if (out.holdBudget <= 0 || (this.minorityBudget <= 0 && now - out.progressAt > DRAINING_MS)) this.lag(member);
     }
-    if (this.holders.size === 0) this.release();
+    if (!this.holding) this.release();
     if (this.congestion.size === 0 && this.watchdog !== null) {
       clearInterval(this.watchdog);
       this.watchdog = null;
@@ -312,10 +321,10 @@ export class FlowControl<M extends FlowMember> {
     if (this.releasing !== null) return;
     let budget = RELEASE_BYTES_PER_TURN;
     for (const sender of this.held) {
-      if (this.holders.size > 0) return; // a released sender put a receiver behind again: the rest wait
+      if (this.holding) return; // a released sender put a receiver behind again: the rest wait
       budget -= sender.releaseFromFlow(budget);
       this.fanOut(); // so that a receiver it puts behind is seen now
-      if (this.holders.size > 0) return;
+      if (this.holding) return;
       if (!sender.stashed) {
         this.held.delete(sender);
         sender.resumeFromFlow();

@@ -37,6 +37,8 @@ interface Log<R, O> {
   rooms: (readonly string[] | null)[];
   /** Whether each goes to the bus too (not `local`, and not come from it). */
   toBus: boolean[];
+  /** What each is: 0 a message; otherwise a presence change for the bus, delivered to nobody here. */
+  kinds: number[];
   /** Bytes in it, each message counted with {@link LOG_MESSAGE_OVERHEAD}. */
   bytes: number;
   /** How many of its messages go to rooms only (so a fan-out may visit only those rooms' members). */
@@ -53,6 +55,7 @@ export type Outlet<O> = (
   senders: readonly (O | null)[],
   rooms: readonly (readonly string[] | null)[],
   toBus: readonly boolean[],
+  kinds: readonly number[],
 ) => void;
 
 /**
@@ -127,15 +130,27 @@ export class TurnLog<R extends Receiver, O> {
     receiver.out.turnSeq = -1;
   }
 
-  /** Appends one broadcast to this turn's log. */
-  append(message: Buffer, sender: O | null, except: R | null, rooms: readonly string[] | null, toBus: boolean): void {
+  /**
+   * Appends one broadcast to this turn's log; with `kind` other than 0, a presence change that only the bus
+   * carries (in the same order as the messages around it).
+   */
+  append(
+    message: Buffer,
+    sender: O | null,
+    except: R | null,
+    rooms: readonly string[] | null,
+    toBus: boolean,
+    kind = 0,
+  ): void {
     const log = this.current;
     if (log.messages.length === 0) this.schedule();
     log.messages.push(message);
     log.senders.push(sender);
     log.excepts.push(except);
-    log.rooms.push(rooms);
+    log.rooms.push(kind === 0 ? rooms : NOBODY);
     log.toBus.push(toBus);
+    log.kinds.push(kind);
+    if (kind !== 0) rooms = NOBODY;
     log.bytes += message.length + LOG_MESSAGE_OVERHEAD;
     if (rooms !== null) log.roomed += 1;
     // A large turn goes out early, before it could fill a queue on its own: the bounds keep up.
@@ -181,7 +196,7 @@ export class TurnLog<R extends Receiver, O> {
       } else {
         for (const receiver of this.members) if (due(receiver, seq)) this.give(receiver, fanning);
       }
-      if (this.outlet !== null) this.outlet(log.messages, log.senders, log.rooms, log.toBus);
+      if (this.outlet !== null) this.outlet(log.messages, log.senders, log.rooms, log.toBus, log.kinds);
     } finally {
       this.fanning = null;
       clearLog(log);
@@ -320,8 +335,11 @@ function due(receiver: Receiver, seq: number): boolean {
   return next >= 0 && next <= seq;
 }
 
+/** The rooms of a presence change: nobody here gets it. */
+const NOBODY: readonly string[] = Object.freeze([]);
+
 function newLog<R, O>(seq: number): Log<R, O> {
-  return { messages: [], senders: [], excepts: [], rooms: [], toBus: [], bytes: 0, roomed: 0, seq };
+  return { messages: [], senders: [], excepts: [], rooms: [], toBus: [], kinds: [], bytes: 0, roomed: 0, seq };
 }
 
 function clearLog<R, O>(log: Log<R, O>): void {
@@ -330,6 +348,7 @@ function clearLog<R, O>(log: Log<R, O>): void {
   log.excepts.length = 0;
   log.rooms.length = 0;
   log.toBus.length = 0;
+  log.kinds.length = 0;
   log.bytes = 0;
   log.roomed = 0;
 }

@@ -1,5 +1,5 @@
 import { MemoryHub, Multiplexer, type Bus, type BusListener, type MultiplexerOptions } from '../../lib';
-import { connectAll, delay, onTeardown, type TestClient, waitFor } from '../helpers/net';
+import { connectAll, delay, onTeardown, TestClient, waitFor } from '../helpers/net';
 import { joined } from '../helpers/serve';
 
 /** Starts `count` multiplexers joined by one in-memory hub, each on its own port. */
@@ -138,7 +138,7 @@ class LossyBus implements Bus {
 
   constructor(
     private readonly inner: Bus,
-    private readonly drop: (index: number) => boolean,
+    private readonly drop: (frame: Buffer, index: number) => boolean,
   ) {}
 
   get channel(): string {
@@ -156,7 +156,7 @@ class LossyBus implements Bus {
   publish(frame: Buffer): Promise<void> {
     const index = this.count;
     this.count += 1;
-    return this.drop(index) ? Promise.resolve() : this.inner.publish(frame);
+    return this.drop(frame, index) ? Promise.resolve() : this.inner.publish(frame);
   }
 
   close(): Promise<void> {
@@ -172,13 +172,13 @@ describe('loss across the bus', () => {
       debugLevel: 'critical',
       framing: 'line',
       node: 'lossy',
-      bus: new LossyBus(hub.bus(), (index) => index === 1),
+      bus: new LossyBus(hub.bus(), (frame) => frame.includes('two\n')),
     });
     await sender.listen({ port: 0, host: '127.0.0.1' });
     onTeardown(() => sender.destroy({ timeout: 200 }));
     const [receiving] = await cluster(1, {}, hub, (mux) => mux.on('loss', (node, count) => losses.push([node, count])));
     const [listener] = await connectAll(receiving.mux, receiving.port, 1);
-    // Three turns: one frame each; the second is lost on the way.
+    // Three turns: one frame each; the second (two messages) is lost on the way.
     sender.sendToAll('one\n');
     await delay(20);
     sender.sendToAll('two\n');
@@ -189,5 +189,152 @@ describe('loss across the bus', () => {
     expect(lines(listener)).toEqual(['one', 'four']);
     expect(losses).toEqual([['lossy', 2]]);
     expect(receiving.mux.stats().bus?.lost).toBe(2);
+  });
+});
+
+describe('presence across the in-memory bus', () => {
+  it('tells every node who joins and leaves, with the published state fields, in order with messages', async () => {
+    const changes: string[] = [];
+    const [a, b] = await cluster(2, { presence: ['nick'] }, new MemoryHub(), (mux, index) => {
+      if (index === 1)
+        mux.on('presence', (change, member) => changes.push(`${change} ${member.node} ${String(member.state.nick)}`));
+      if (index === 0) {
+        mux.addFilter((line, client) => {
+          if (client.state.nick !== undefined) return undefined;
+          client.state.nick = line.toString();
+          mux.publishState(client);
+          return null;
+        });
+      }
+    });
+    const alice = await TestClient.connect(a.port);
+    await waitFor(() => b.mux.members().length === 1, 'alice to be known on node 1');
+    await alice.write('alice\nhello from alice\n');
+    const [bob] = await connectAll(b.mux, b.port, 1);
+    await bob.waitForText('hello from alice\n');
+    expect(b.mux.members().map((member) => [member.node, member.state.nick])).toEqual([
+      ['n1', undefined],
+      ['n0', 'alice'],
+    ]);
+    alice.end();
+    await waitFor(() => b.mux.members().length === 1, 'alice to be gone from node 1');
+    expect(changes).toEqual(['join n0 undefined', 'update n0 alice', 'leave n0 alice']);
+  });
+
+  it('gives a node that joins later the members already there (a snapshot)', async () => {
+    const hub = new MemoryHub();
+    const [a] = await cluster(1, {}, hub);
+    await connectAll(a.mux, a.port, 3);
+    const [late] = await cluster(1, { node: 'late' }, hub);
+    await waitFor(() => late.mux.members().length === 3, 'the early members to be known');
+    expect(late.mux.nodes().map((node) => [node.node, node.up])).toEqual([
+      ['late', true],
+      ['n0', true],
+    ]);
+  });
+
+  it('declares a node down after nodeTimeout without a word from it, and forgets its members', async () => {
+    const hub = new MemoryHub();
+    const events: string[] = [];
+    const [a, b] = await cluster(2, { heartbeatInterval: 50, nodeTimeout: 300 }, hub, (mux, index) => {
+      if (index === 1) {
+        mux.on('node', (state, node) => events.push(`${state} ${node}`));
+        mux.on('presence', (change, member) => events.push(`${change} ${member.node}:${member.id}`));
+      }
+    });
+    await connectAll(a.mux, a.port, 1);
+    await waitFor(() => b.mux.members().length === 1, 'the member of node 0');
+    const id = [...a.mux.clients][0].id;
+    // Node 0 goes silent without saying goodbye: its bus is gone, its clients stay connected to it.
+    await (a.mux as unknown as { link: { bus: Bus } }).link.bus.close();
+    await waitFor(() => events.includes('down n0'), 'node 0 to be down', 3000);
+    expect(b.mux.members()).toEqual([]);
+    expect(events).toEqual(['up n0', `join n0:${id}`, 'down n0', `leave n0:${id}`]);
+  });
+});
+
+/** A bus in front of another whose broker confirms publishes only when the test says so. */
+class SlowBus implements Bus {
+  readonly kind = 'slow';
+  private waiting: Array<() => void> = [];
+  confirmations = true;
+
+  constructor(private readonly inner: Bus) {}
+
+  get channel(): string {
+    return this.inner.channel;
+  }
+
+  get maxFrameBytes(): number {
+    return this.inner.maxFrameBytes;
+  }
+
+  open(listener: BusListener): Promise<void> {
+    return this.inner.open(listener);
+  }
+
+  publish(frame: Buffer): Promise<void> {
+    return this.inner.publish(frame).then(() => {
+      if (this.confirmations) return;
+      return new Promise<void>((resolve) => this.waiting.push(resolve));
+    });
+  }
+
+  /** Confirms everything held back, and all later publishes at once. */
+  flow(): void {
+    this.confirmations = true;
+    for (const resolve of this.waiting.splice(0)) resolve();
+  }
+
+  close(): Promise<void> {
+    this.flow();
+    return this.inner.close();
+  }
+}
+
+describe('a slow bus', () => {
+  async function slowNode(busOverflow: 'shed' | 'wait') {
+    const hub = new MemoryHub();
+    const bus = new SlowBus(hub.bus());
+    const mux = new Multiplexer({
+      debugLevel: 'critical',
+      node: 'slow',
+      bus,
+      busOverflow,
+      highWaterMark: 64 * 1024,
+      outboxBytes: 1024 * 1024,
+      stallTimeout: 200,
+    });
+    const { port } = await mux.listen({ port: 0, host: '127.0.0.1' });
+    onTeardown(() => mux.destroy({ timeout: 200 }));
+    const [sender, receiver] = await connectAll(mux, port, 2);
+    bus.confirmations = false;
+    return { mux, bus, sender, receiver };
+  }
+
+  it('holds local senders back while its outbox is above the mark, then sheds its oldest frames (shed)', async () => {
+    const { mux, bus, sender, receiver } = await slowNode('shed');
+    const chunk = Buffer.alloc(16 * 1024, 'x');
+    for (let i = 0; i < 200; i += 1) sender.socket.write(chunk);
+    await delay(100);
+    const early = receiver.received;
+    expect(mux.stats().pausedClients).toBe(1); // the sender waits for the bus
+    await waitFor(() => receiver.received >= 200 * chunk.length, 'everything, once the bus is past its budget', 10_000);
+    expect(early).toBeLessThan(200 * chunk.length);
+    expect(mux.stats().bus?.shedFrames).toBeGreaterThan(0);
+    expect(mux.stats().bus?.outboxBytes).toBeLessThanOrEqual(1024 * 1024 + 64 * 1024);
+    bus.flow();
+  });
+
+  it('keeps local senders waiting until the bus takes its frames (wait)', async () => {
+    const { mux, bus, sender, receiver } = await slowNode('wait');
+    const chunk = Buffer.alloc(16 * 1024, 'y');
+    for (let i = 0; i < 200; i += 1) sender.socket.write(chunk);
+    await delay(600);
+    expect(receiver.received).toBeLessThan(200 * chunk.length);
+    expect(mux.stats().pausedClients).toBe(1);
+    bus.flow();
+    await receiver.waitForBytes(200 * chunk.length, 10_000);
+    expect(mux.stats().bus?.shedFrames).toBe(0);
   });
 });

@@ -1,44 +1,13 @@
 import { Outbound, type OutboundOwner } from '../../lib/fanout/outbound';
 import type { MemoryAccount } from '../../lib/fanout/slab';
 import type { Receiver } from '../../lib/fanout/turn-log';
-import type { Settings } from '../../lib/options';
+import { DEFAULTS, type Settings } from '../../lib/options';
 import type { Codec } from '../../lib/transport/connection';
 import { completionOwner, MemoryConnection } from './memory-connection';
 
-/**
- * The library's defaults (`DEFAULTS` in lib/options.ts), written out so that the unit specs load no more of the
- * library than the part under test (lib/options.ts pulls in the logger).
- */
-const DEFAULT_SETTINGS: Readonly<Settings> = {
-  sendToOrigin: false,
-  debugLevel: 'warn',
-  maxQueuedBytes: 8 * 1024 * 1024,
-  highWaterMark: 1024 * 1024,
-  stallTimeout: 250,
-  slowConsumer: 'disconnect',
-  maxPendingBytes: 1024 * 1024,
-  maxClients: 0,
-  maxConnectionsPerAddress: 0,
-  maxMessageBytes: 64 * 1024,
-  lineOverflow: 'disconnect',
-  idleTimeout: 0,
-  maxMessagesPerSecond: 0,
-  maxBytesPerSecond: 0,
-  rateLimitAction: 'throttle',
-  filterErrors: 'pass',
-  allowHalfOpen: false,
-  memoryBudget: 256 * 1024 * 1024,
-  sendTimeout: 30_000,
-  messageTimeout: 60_000,
-  ipv4Prefix: 32,
-  ipv6Prefix: 64,
-  outboxBytes: 16 * 1024 * 1024,
-  outboxAge: 10_000,
-};
-
 /** The default settings with some changed. */
 export function settingsWith(changes: Partial<Settings> = {}): Settings {
-  return { ...DEFAULT_SETTINGS, ...changes };
+  return { ...DEFAULTS, ...changes };
 }
 
 /** A {@link MemoryAccount} that keeps the balance and every call. */
