@@ -24,9 +24,6 @@ import {
 import { isTransport, type Transport } from './transport/connection';
 import { listenOptions, StreamTransport } from './transport/tcp';
 import {
-  DENY_REASONS,
-  EXIT_REASONS,
-  LIMIT_KINDS,
   type AccessDecision,
   type AccessFilter,
   type BoundAddress,
@@ -44,23 +41,6 @@ import {
   type ListenOptions,
   type Sender,
   type Target,
-} from './types';
-
-export type {
-  AccessDecision,
-  AccessFilter,
-  DataFilter,
-  DenyReason,
-  DestroyOptions,
-  ErrorContext,
-  ExitFilter,
-  FilterResult,
-  ForwardFilter,
-  ForwardResult,
-  LimitKind,
-  ListenOptions,
-  Sender,
-  Target,
 } from './types';
 
 /** The events of a {@link Multiplexer}, with their listener signatures. */
@@ -707,6 +687,3 @@ function targetOf<S extends object>(
   if (except instanceof Client) return { except, rooms };
   return { except: except.except ?? undefined, rooms, local: except.local === true };
 }
-
-export { DENY_REASONS, EXIT_REASONS, LIMIT_KINDS };
-export type { RemoteClient };

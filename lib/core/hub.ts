@@ -45,7 +45,7 @@ function remoteClient<S extends object>(node: string, origin: EnvelopeOrigin, st
 function parseState<S extends object>(message: Buffer): Partial<S> {
   try {
     const state: unknown = JSON.parse(message.toString('utf8'));
-    return typeof state === 'object' && state !== null && !Array.isArray(state) ? (state as Partial<S>) : {};
+    return typeof state === 'object' && state !== null && !Array.isArray(state) ? state : {};
   } catch {
     return {};
   }
@@ -187,7 +187,7 @@ export class Hub<S extends object> implements TransportHost {
         if (!toBus[i]) continue;
         const sender = senders[i];
         const origin = sender === null ? SERVER_ORIGIN : { id: sender.id, address: sender.address, port: sender.port };
-        envelopes.push({ kind: kinds[i] as EnvelopeKind, origin, rooms: rooms[i], message: messages[i] });
+        envelopes.push({ kind: kinds[i], origin, rooms: rooms[i], message: messages[i] });
       }
       if (envelopes.length > 0) publish(envelopes);
     };
@@ -228,7 +228,7 @@ export class Hub<S extends object> implements TransportHost {
   /** What another node sends, in its order: messages into this turn's log (local members only), presence. */
   deliverRemote(node: string, envelopes: readonly Envelope[], from: number): void {
     let table = this.remote.get(node);
-    if (table === undefined) this.remote.set(node, (table = new Map()));
+    if (table === undefined) this.remote.set(node, (table = new Map<number, RemoteClient<S>>()));
     let snapshot: Map<number, RemoteClient<S>> | null = null;
     for (let i = from; i < envelopes.length; i += 1) {
       const { kind, origin, rooms, message } = envelopes[i];
