@@ -33,6 +33,11 @@ const DRAINING_MS = 60;
 const UNPROVEN_HOLD_MS = 50;
 /** A receiver written to this recently takes part in the broadcast: it counts as keeping up or behind. */
 const ACTIVE_MS = 1000;
+/**
+ * How long a receiver that fell behind may hold senders back before it shows it reads, while no receiver that
+ * keeps up is kept waiting by it: long enough for a slow reader's kernel to wake the writer the first time.
+ */
+const UNPROVEN_IDLE_MS = 2000;
 /** Most a receiver's proof window may grow to, however slowly its kernel wakes the writer. */
 const MAX_PROOF_WINDOW = 10_000;
 /** Bytes of held senders' input framed per event-loop turn while they are released. */
@@ -41,23 +46,27 @@ const RELEASE_BYTES_PER_TURN = 256 * 1024;
 /**
  * Who makes senders wait, and for how long.
  *
- * A receiver whose backlog passes `highWaterMark` is congested. It holds senders back (reading from them
- * pauses, TCP pushes back on them) while it shows it is reading: a write of its completed, while it was
- * behind, within its proof window. The window follows how often its kernel wakes the writer (a slow
- * reader's kernel takes bytes in steps of a third of its send buffer, seconds apart): twice its typical gap,
- * at least `stallTimeout`. One that stops taking bytes stops holding anyone when its window passes, without
- * being cut: its queue grows to `maxQueuedBytes` and its policy applies; it holds again once it takes bytes.
+ * A receiver whose backlog passes `highWaterMark` is behind. It holds senders back (reading from them pauses,
+ * TCP pushes back on them) while it shows it reads: a write to it completed, while it was behind, within its
+ * proof window (in this episode or an earlier one). The window follows how often its kernel wakes the writer
+ * (a slow reader's kernel takes bytes in steps of a third of its send buffer, seconds apart): twice its
+ * typical gap, at least `stallTimeout`. One that stops taking bytes stops holding anyone when its window
+ * passes, without being cut: its queue grows to `maxQueuedBytes` and its policy applies; it holds again once
+ * it takes bytes.
  *
- * Whether the holders are a minority or the majority is counted over the receivers that got data lately (a
- * client that only sends is neither). While they are the majority, the server itself is the bottleneck:
- * senders wait, nobody is charged, and one that fell behind may hold senders for `stallTimeout` before it
- * shows it reads. While they are a minority, each spends its own budget (`stallTimeout` in all, earned back
- * while it keeps up); one that has not shown it reads holds senders for a moment only (50 ms); and holds by
- * minorities that are not draining spend one shared budget that refills at a quarter of real time. When it
- * is spent, such holders stop holding, so stalls by minorities, however many receivers come and go (a new
- * reader that never reads every 100 ms), take at most a fifth of the time in the long run, while a receiver
- * that is draining keeps its own budget. A receiver whose own budget is spent is lagging: senders stop
- * waiting for it until it drains to half the mark.
+ * Keeping up is counted over the receivers that got data lately and were not slow readers behind lately (a
+ * client that only sends is neither). When the readers behind that showed they read outnumber those that keep
+ * up, the server itself is the bottleneck: senders wait, nobody is charged. Otherwise the readers behind are
+ * a minority, charged: each may hold senders for `stallTimeout` in all (earned back while it keeps up), then
+ * it is lagging until it drains to half the mark; holds by minorities that are not draining also spend one
+ * shared budget that refills at a quarter of real time, so that they take at most a fifth of the time however
+ * many receivers come and go.
+ *
+ * A receiver that fell behind and has not shown it reads yet (a newcomer that never reads looks like this)
+ * holds senders for a moment only (50 ms, and while the shared budget lasts) when others keep up; for
+ * `stallTimeout` when the readers behind are the majority; and for up to 2 s when nobody keeps up (nobody is
+ * kept waiting by it then, and a slow reader's kernel wakes the writer the first time by then). Readers that
+ * never read cannot make a majority: a crowd of them cannot freeze the broadcast.
  */
 export class FlowControl<M extends FlowMember> {
   /** Congested receivers (not lagging). */
@@ -122,9 +131,9 @@ export class FlowControl<M extends FlowMember> {
     out.congestedSince = now;
     out.lagReported = false;
     this.congestion.add(member);
-    // It has not shown it reads while behind yet: it holds senders until the next check, if the shared
-    // budget has any left (a majority that falls behind is let hold there).
-    if (this.minorityBudget > 0 || this.holders.size > 0) this.holders.add(member);
+    // One that showed lately it reads while behind holds senders at once; one that has not, until the next
+    // check, if the shared budget has any left (a majority that falls behind is let hold there).
+    if (this.proven(out, now) || this.minorityBudget > 0 || this.holders.size > 0) this.holders.add(member);
     this.startWatchdog(now);
   }
 
@@ -192,18 +201,32 @@ export class FlowControl<M extends FlowMember> {
     return Math.min(MAX_PROOF_WINDOW, Math.max(this.settings.stallTimeout, 2 * out.typicalGap));
   }
 
-  /** True when a congested receiver showed it reads while behind (a write completed since) within its window. */
+  /**
+   * True when a congested receiver showed it reads while behind (a write completed while it was behind, in
+   * this episode or an earlier one) within its proof window: a reader whose backlog hovers about the mark is
+   * not asked to prove itself again at each crossing.
+   */
   private proven(out: Outbound, now: number): boolean {
-    return out.provenAt >= out.congestedSince && now - out.provenAt <= this.proofWindow(out);
+    return out.provenAt > 0 && now - out.provenAt <= this.proofWindow(out);
   }
 
-  /** Receivers that took part in the broadcast lately and are not behind: counted up to `enough`. */
+  /**
+   * Receivers that took part in the broadcast lately and keep up: not behind, and not lately a reader that
+   * was behind and took bytes slowly (one that drains only while senders wait for others is slower than the
+   * senders too). Counted up to `enough`.
+   */
   private keepingUp(now: number, enough: number): number {
     const halfMark = this.settings.highWaterMark / 2;
     let count = 0;
     for (const member of this.members()) {
       const out = member.out;
-      if (!out.congested && !out.lagging && now - out.lastWriteAt <= ACTIVE_MS && out.backlog <= halfMark) {
+      if (
+        !out.congested &&
+        !out.lagging &&
+        now - out.lastWriteAt <= ACTIVE_MS &&
+        now - out.provenAt > ACTIVE_MS &&
+        out.backlog <= halfMark
+      ) {
         count += 1;
         if (count >= enough) break;
       }
@@ -243,26 +266,38 @@ export class FlowControl<M extends FlowMember> {
       // Drained without a completion we saw (a small highWaterMark).
       if (member.out.backlog <= highWaterMark / 2) this.relieved(member);
     }
-    // Who may hold senders back: readers that showed they read while behind, within their proof window; and
-    // those that have not shown it yet, for stallTimeout after they fell behind.
+    // Readers that showed they read while behind, within their proof window, and those that have not (yet).
+    let proven = 0;
     const candidates: M[] = [];
     for (const member of this.congestion) {
       const out = member.out;
-      if (this.proven(out, now) || (out.provenAt < out.congestedSince && now - out.congestedSince <= stallTimeout)) {
+      if (this.proven(out, now)) {
+        proven += 1;
+        candidates.push(member);
+      } else if (now - out.congestedSince <= UNPROVEN_IDLE_MS) {
         candidates.push(member);
       }
     }
-    const minority = candidates.length > 0 && candidates.length <= this.keepingUp(now, candidates.length);
+    // Only readers that showed they read make a majority (readers that never read cannot freeze anyone).
+    const keepingUp = candidates.length === 0 ? 0 : this.keepingUp(now, proven + 1);
+    const majority = proven > keepingUp;
+    const minority = candidates.length > 0 && !majority && keepingUp > 0;
     const holding = new Set<M>();
     let stalling = false;
     for (const member of candidates) {
       const out = member.out;
-      const unproven = out.provenAt < out.congestedSince;
-      // A minority that has not shown it reads holds senders a moment, and only while the shared budget lasts.
-      if (minority && unproven && (now - out.congestedSince > UNPROVEN_HOLD_MS || this.minorityBudget <= 0)) continue;
+      if (!this.proven(out, now)) {
+        // One that has not shown it reads: while nobody is kept waiting by it (no receiver keeps up), until it
+        // shows it; with a majority of readers behind, for stallTimeout; otherwise a moment, while the shared
+        // budget lasts.
+        const held = now - out.congestedSince;
+        const allowed = keepingUp === 0 ? UNPROVEN_IDLE_MS : majority ? stallTimeout : UNPROVEN_HOLD_MS;
+        if (held > allowed || (minority && this.minorityBudget <= 0)) continue;
+        stalling = true; // a hold by a reader that has not shown it reads is never progress
+      } else if (now - out.progressAt > DRAINING_MS) {
+        stalling = true;
+      }
       holding.add(member);
-      // A hold by a receiver that has not shown it reads while behind is never progress.
-      if (unproven || now - out.progressAt > DRAINING_MS) stalling = true;
     }
     if (minority && stalling) {
       // Overdrawn between checks: the debt is paid back before the next minority may hold.

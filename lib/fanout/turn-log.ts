@@ -74,7 +74,7 @@ export class TurnLog<R extends Receiver, O> {
   private current: Log<R, O> = newLog(0);
   private spare: Log<R, O> = newLog(0);
   /** The log being given out, while a fan-out runs. */
-  private fanning: { log: Log<R, O>; slab: Slab; wsSlab: Slab | null } | null = null;
+  private fanning: Fanning<R, O> | null = null;
   private flushTimer: NodeJS.Immediate | null = null;
   /** Scratch shares: one per receiver being served, more only when user code re-enters (a catch-up). */
   private readonly shares: Share[] = [];
@@ -181,7 +181,10 @@ export class TurnLog<R extends Receiver, O> {
     this.current.seq = log.seq + 1;
     clock.now = Date.now();
     const slab = slabOf(log.messages);
-    const fanning = { log, slab, wsSlab: null as Slab | null };
+    const fanning: Fanning<R, O> = { log, slab, wsSlab: null, excepted: null };
+    // Without rooms or forward filters a share is the whole turn but the messages the receiver is excepted
+    // from: found once per turn here, so that each share costs its pieces, not the turn's messages.
+    if (log.roomed === 0 && this.forward === null) fanning.excepted = exceptedIndex(log.excepts);
     this.fanning = fanning;
     this.fanningChanged(true);
     try {
@@ -254,7 +257,7 @@ export class TurnLog<R extends Receiver, O> {
     if (this.current.messages.length > 0 || this.dirty.length > 0) this.schedule(); // sent from user code meanwhile
   };
 
-  private give(receiver: R, fanning: { log: Log<R, O>; slab: Slab; wsSlab: Slab | null }): void {
+  private give(receiver: R, fanning: Fanning<R, O>): void {
     const out = receiver.out;
     const log = fanning.log;
     const from = out.turnSeq === log.seq ? out.turnFrom : 0;
@@ -263,7 +266,8 @@ export class TurnLog<R extends Receiver, O> {
     const share = this.borrow();
     let slab = fanning.slab;
     if (receiver.codec === 'ws') slab = fanning.wsSlab ??= this.wsSlabOf(log.messages);
-    this.collect(share, receiver, log, from, slab);
+    if (fanning.excepted !== null) runsBut(share, from, log.messages.length, fanning.excepted.get(receiver));
+    else this.collect(share, receiver, log, from, slab);
     this.accept(share, receiver, slab);
   }
 
@@ -327,6 +331,41 @@ export class TurnLog<R extends Receiver, O> {
     for (let i = 0; i < messages.length; i += 1) frames[i] = this.wsEncode(messages[i]);
     return slabOf(frames);
   }
+}
+
+/** A log being given out: its slab (and WebSocket frames, once a WebSocket receiver needs them). */
+interface Fanning<R, O> {
+  readonly log: Log<R, O>;
+  readonly slab: Slab;
+  wsSlab: Slab | null;
+  /** For logs without rooms or forward filters: the messages each receiver is excepted from, in order. */
+  excepted: Map<R, number[]> | null;
+}
+
+/** The messages each receiver is excepted from, by receiver, in log order. */
+function exceptedIndex<R>(excepts: readonly (R | null)[]): Map<R, number[]> {
+  const index = new Map<R, number[]>();
+  for (let i = 0; i < excepts.length; i += 1) {
+    const except = excepts[i];
+    if (except === null) continue;
+    const list = index.get(except);
+    if (list === undefined) index.set(except, [i]);
+    else list.push(i);
+  }
+  return index;
+}
+
+/** Puts in the share messages `from..count` but those at `skip` (ascending), as runs. */
+function runsBut(share: Share, from: number, count: number, skip: readonly number[] | undefined): void {
+  let start = from;
+  if (skip !== undefined) {
+    for (const at of skip) {
+      if (at < start) continue;
+      if (at > start) share.range(start, at);
+      start = at + 1;
+    }
+  }
+  if (start < count) share.range(start, count);
 }
 
 /** True when `receiver` (a member) has not taken log `seq` yet. */
