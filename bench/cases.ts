@@ -2,7 +2,10 @@
  * The cases of the benchmark, named as in the issue: `d:N:B` one dedicated sender to N receivers with
  * B-byte lines; `all:N:B` N clients that all send and all receive; `paced:N:B[:R]` one sender at R msgs/s
  * (default 1000) to N receivers; `mem:N` server memory per idle connection with N connections;
- * `hold:N` N concurrent clients held with broadcast working.
+ * `hold:N` N concurrent clients held with broadcast working; `rooms:N:B:R` the `all:N:B` load spread over R
+ * rooms (client i in room i % R, joined with a first line `/room <i % R>`), each message going to the other
+ * members of its sender's room only; `fwd:N:B` the `all:N:B` load against a server with a forward filter
+ * registered (run by the peers made for it).
  *
  * Prefixed `ws-`, every client speaks WebSocket (text frames of lines without their newline, or the
  * peer's own WebSocket protocol); prefixed `mix-`, a room of both: the first half of the clients (or
@@ -21,13 +24,21 @@ export type BenchCase = CaseBase &
   (
     | { readonly kind: 'dedicated'; readonly receivers: number; readonly size: number }
     | { readonly kind: 'all'; readonly clients: number; readonly size: number }
+    | { readonly kind: 'rooms'; readonly clients: number; readonly size: number; readonly rooms: number }
+    | { readonly kind: 'fwd'; readonly clients: number; readonly size: number }
     | { readonly kind: 'paced'; readonly receivers: number; readonly size: number; readonly rate: number }
     | { readonly kind: 'mem'; readonly clients: number }
     | { readonly kind: 'hold'; readonly clients: number }
   );
 
+export type CaseKind = BenchCase['kind'];
+
+/** The kinds of case any broadcaster runs; `rooms` and `fwd` need a peer that knows rooms or forward filters. */
+export const PLAIN_KINDS: readonly CaseKind[] = ['dedicated', 'all', 'paced', 'mem', 'hold'];
+
 export const DEFAULT_CASES =
-  'd:10:64 d:10:1024 d:100:64 d:100:1024 d:1000:64 d:1000:1024 all:100:64 paced:100:64 mem:1000 hold:10000 ' +
+  'd:10:64 d:10:1024 d:100:64 d:100:1024 d:1000:64 d:1000:1024 all:100:64 rooms:100:64:10 fwd:100:64 paced:100:64 ' +
+  'mem:1000 hold:10000 ' +
   'ws-all:100:64 ws-d:1000:64 mix-all:100:64 ws-mem:1000';
 
 /** All-mode flow control, as in the issue's measurements: 8 messages ahead at most, one per turn. */
@@ -39,7 +50,8 @@ export function parseCase(text: string): BenchCase {
   const nums = parts.slice(1).map(Number);
   const bad = (): never => {
     throw new RangeError(
-      `bad case ${text}: d:N:B, all:N:B, paced:N:B[:RATE], mem:N or hold:N, optionally prefixed ws- or mix-`,
+      `bad case ${text}: d:N:B, all:N:B, paced:N:B[:RATE], mem:N or hold:N, optionally prefixed ws- or mix-; ` +
+        'rooms:N:B:ROOMS (at least 2 clients per room) or fwd:N:B',
     );
   };
   if (nums.some((n) => !Number.isInteger(n) || n <= 0)) bad();
@@ -55,6 +67,13 @@ export function parseCase(text: string): BenchCase {
     case 'all':
       if (nums.length !== 2 || nums[0] < 2) bad();
       return { kind: 'all', name, net, clients: nums[0], size: nums[1] };
+    case 'rooms':
+      // TCP line clients only (the room is named by a first line); every room needs a sender and a receiver.
+      if (net !== 'tcp' || nums.length !== 3 || nums[0] < 2 * nums[2]) bad();
+      return { kind: 'rooms', name, net, clients: nums[0], size: nums[1], rooms: nums[2] };
+    case 'fwd':
+      if (net !== 'tcp' || nums.length !== 2 || nums[0] < 2) bad();
+      return { kind: 'fwd', name, net, clients: nums[0], size: nums[1] };
     case 'paced':
       if ((nums.length !== 2 && nums.length !== 3) || nums[0] < least) bad();
       return { kind: 'paced', name, net, receivers: nums[0], size: nums[1], rate: nums[2] ?? 1000 };
@@ -83,7 +102,7 @@ export function parseCases(text: string): BenchCase[] {
 
 /** Cases measured on long-running servers, interleaved across peers (the others get a fresh server each). */
 export function isThroughput(c: BenchCase): boolean {
-  return c.kind === 'dedicated' || c.kind === 'all' || c.kind === 'paced';
+  return c.kind === 'dedicated' || c.kind === 'all' || c.kind === 'rooms' || c.kind === 'fwd' || c.kind === 'paced';
 }
 
 /**
@@ -116,20 +135,10 @@ function loadArgs(c: BenchCase, durationS: number): string[] {
         String(durationS),
       ];
     case 'all':
-      return [
-        '--mode',
-        'all',
-        '--clients',
-        String(c.clients),
-        '--size',
-        String(c.size),
-        '--window',
-        String(ALL_WINDOW),
-        '--batch',
-        String(ALL_BATCH),
-        '--duration',
-        String(durationS),
-      ];
+    case 'fwd':
+      return allArgs(c.clients, c.size, durationS);
+    case 'rooms':
+      return [...allArgs(c.clients, c.size, durationS), '--rooms', String(c.rooms)];
     case 'paced':
       return [
         '--mode',
@@ -183,6 +192,24 @@ function loadArgs(c: BenchCase, durationS: number): string[] {
   }
 }
 
+/** The generator options of N clients all sending B-byte lines. */
+function allArgs(clients: number, size: number, durationS: number): string[] {
+  return [
+    '--mode',
+    'all',
+    '--clients',
+    String(clients),
+    '--size',
+    String(size),
+    '--window',
+    String(ALL_WINDOW),
+    '--batch',
+    String(ALL_BATCH),
+    '--duration',
+    String(durationS),
+  ];
+}
+
 /** Connections a case opens. */
 export function connectionsOf(c: BenchCase): number {
   switch (c.kind) {
@@ -190,6 +217,8 @@ export function connectionsOf(c: BenchCase): number {
     case 'paced':
       return c.receivers + 1;
     case 'all':
+    case 'rooms':
+    case 'fwd':
     case 'mem':
       return c.clients;
     case 'hold':

@@ -18,6 +18,11 @@ export interface GenConfig {
   readonly senders: number;
   /** Bytes per message, newline included. */
   readonly size: number;
+  /**
+   * All-mode: clients spread over this many rooms (client i in room i % rooms, named by a first line
+   * `/room <n>`), each message meant for the other members of its sender's room only; 0: one room of all.
+   */
+  readonly rooms: number;
   /** Most messages a sender may be ahead of the slowest of its receivers; 0: no limit. */
   readonly window: number;
   /** Most messages a sender writes per event-loop turn; 0: as many as the window allows. */
@@ -60,6 +65,21 @@ export type GenIdentity = Pick<
 /** Generator threads when not told: two, or one on a single core. */
 export function defaultWorkers(): number {
   return Math.max(1, Math.min(2, cpus().length));
+}
+
+/** The room of client (or sender) `index` when there are `rooms` rooms (0: everyone in room 0). */
+export function roomOf(index: number, rooms: number): number {
+  return rooms > 0 ? index % rooms : 0;
+}
+
+/** Clients in room `room` of `rooms` among `clients` (all of them when there are no rooms). */
+export function roomSize(room: number, rooms: number, clients: number): number {
+  return rooms > 0 ? Math.floor(clients / rooms) + (room < clients % rooms ? 1 : 0) : clients;
+}
+
+/** The line that puts a client in room `room` (the first thing it sends). */
+export function roomLine(room: number): string {
+  return `/room ${room}\n`;
 }
 
 /** Sentinel of an empty minimum (a worker with no receiver of that sender). */

@@ -11,6 +11,9 @@
  * WebSocket clients (`--ws-proto`) use the generator's own codec over the same sockets (masked client
  * frames, server frames checked by position), or with `--ws-client library` the `ws` / socket.io-client
  * packages, whose messages are checked the same way. In a mixed room each connection has its own wire.
+ *
+ * Rooms (`rooms` > 0): each client names its room in its first line; a receiver expects, waits for and
+ * counts only the senders of its own room, and a delivery from another room is malformed.
  */
 import * as net from 'node:net';
 import { parentPort, workerData } from 'node:worker_threads';
@@ -21,6 +24,8 @@ import {
   type WorkerStats,
   NO_MINIMUM,
   ownerOf,
+  roomLine,
+  roomOf,
   viewsOf,
 } from './gen-shared';
 import { Histogram } from './histogram';
@@ -51,6 +56,8 @@ const me = init.index;
 const W = cfg.workers;
 const S = cfg.senders;
 const size = cfg.size;
+/** Rooms (0: none, everyone hears everyone). */
+const R = cfg.rooms;
 const strip = cfg.stripPrefix;
 const shared = viewsOf(init.shared);
 const epoch = BigInt(init.epochNs);
@@ -153,6 +160,8 @@ const minVal = new Int32Array(S);
 const atMin = new Int32Array(S);
 /** Per local receiver: its own sender id (all-mode), whose messages it does not wait for. */
 let ownOf = new Int32Array(0);
+/** Per local receiver: its room (0 without rooms), whose senders alone it waits for. */
+let roomOfReceiver = new Int32Array(0);
 /** Per sender, locally owned: messages sent. */
 const sentLocal = new Int32Array(S);
 
@@ -210,8 +219,11 @@ class Conn implements FrameSink {
       );
       return;
     }
-    if (buf[at] === KIND_WARM) this.markWarm();
-    else if (this.ridx >= 0) deliver(this, buf, at, currentNow);
+    if (buf[at] === KIND_WARM) {
+      if (R > 0 && this.ridx >= 0 && readSid(buf, at) % R !== roomOfReceiver[this.ridx])
+        this.malformed(`receiver ${this.ridx}@${me}: a warm-up message from another room`);
+      else this.markWarm();
+    } else if (this.ridx >= 0) deliver(this, buf, at, currentNow);
   }
 
   ready(): void {
@@ -315,7 +327,11 @@ function plan(): void {
   }
   next = new Int32Array(receivers.length * S);
   ownOf = new Int32Array(receivers.length);
-  for (const r of receivers) ownOf[r.ridx] = r.ownSid;
+  roomOfReceiver = new Int32Array(receivers.length);
+  for (const r of receivers) {
+    ownOf[r.ridx] = r.ownSid;
+    roomOfReceiver[r.ridx] = roomOf(r.ownSid, R);
+  }
   for (let s = 0; s < S; s += 1) recomputeMin(s, false);
   for (const c of senders) c.batchTemplate = batchTemplate(c, template(size, c.sid));
 }
@@ -363,7 +379,8 @@ function open(c: Conn): void {
   socket.once('connect', () => {
     connecting -= 1;
     const role = c.role;
-    const hello = w.protocol.handshake(role, cfg.mode !== 'all', `${cfg.host}:${w.port}`);
+    let hello = w.protocol.handshake(role, cfg.mode !== 'all', `${cfg.host}:${w.port}`);
+    if (R > 0) hello = Buffer.concat([Buffer.from(roomLine(roomOf(c.ownSid, R))), hello]);
     if (hello.length > 0) socket.write(hello);
     if (!w.protocol.awaitsReady(role)) c.ready();
     connectMore();
@@ -487,6 +504,10 @@ function deliver(c: Conn, buf: Buffer, at: number, now: number): void {
     c.malformed(`sender id ${sid} out of range`);
     return;
   }
+  if (R > 0 && sid % R !== roomOfReceiver[c.ridx]) {
+    c.malformed(`receiver ${c.ridx}@${me} in room ${roomOfReceiver[c.ridx]} got sender ${sid} of room ${sid % R}`);
+    return;
+  }
   const seq = readSeq(buf, at);
   const idx = c.ridx * S + sid;
   const expected = next[idx];
@@ -514,8 +535,9 @@ function deliver(c: Conn, buf: Buffer, at: number, now: number): void {
 function recomputeMin(sid: number, notify: boolean): void {
   let m = NO_MINIMUM;
   let k = 0;
+  const room = roomOf(sid, R);
   for (let r = 0; r < ownOf.length; r += 1) {
-    if (ownOf[r] === sid) continue;
+    if (ownOf[r] === sid || roomOfReceiver[r] !== room) continue;
     const v = next[r * S + sid];
     if (v < m) {
       m = v;
@@ -636,15 +658,21 @@ function armWake(): void {
 let warmTimer: NodeJS.Timeout | null = null;
 let paceTimer: NodeJS.Timeout | null = null;
 
-/** Sender 0 sends warm-up messages until every receiver has had one. */
+/**
+ * Sender 0 (with rooms: the first client of each room, senders 0..R-1) sends warm-up messages until every
+ * receiver has had one.
+ */
 function warmup(on: boolean): void {
   if (warmTimer !== null) clearInterval(warmTimer);
   warmTimer = null;
-  const c = senders.find((sender) => sender.sid === 0);
-  if (!on || c === undefined) return;
-  const frame = publication(c, template(size, 0, KIND_WARM));
+  const warmers = senders.filter((sender) => sender.sid < Math.max(1, R));
+  if (!on || warmers.length === 0) return;
+  const frames = warmers.map((c) => publication(c, template(size, c.sid, KIND_WARM)));
   const send = (): void => {
-    if (!c.closed && c.backlog === 0) c.send(frame, 1, null);
+    for (let i = 0; i < warmers.length; i += 1) {
+      const c = warmers[i];
+      if (!c.closed && c.backlog === 0) c.send(frames[i], 1, null);
+    }
   };
   send();
   warmTimer = setInterval(send, 300);
@@ -664,7 +692,7 @@ function result(): WorkerStats {
   let lost = 0;
   for (let r = 0; r < receivers.length; r += 1) {
     for (let s = 0; s < S; s += 1) {
-      if (ownOf[r] === s) continue;
+      if (ownOf[r] === s || roomOfReceiver[r] !== roomOf(s, R)) continue;
       const missing = Atomics.load(shared.sent, s) - next[r * S + s];
       if (missing > 0) lost += missing;
     }

@@ -12,6 +12,10 @@
  * speak it: `--ws-clients N` of the receivers (all-mode: of the clients) and `--ws-senders N` of the
  * dedicated senders (default: all), the others speaking `--proto` over TCP. `--ws-client library` uses
  * the `ws` and socket.io-client packages instead of the generator's own codec.
+ *
+ * Rooms (`--mode all --rooms R`, TCP line clients): client i first sends `/room <i % R>` and from then on
+ * must get the messages of the other members of its room only; a delivery from another room is counted
+ * malformed. Each room's first client sends the warm-up messages of its room.
  */
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
@@ -27,6 +31,8 @@ import {
   type WorkerStats,
   allocateShared,
   defaultWorkers,
+  roomOf,
+  roomSize,
   viewsOf,
 } from './gen-shared';
 import { Histogram } from './histogram';
@@ -78,6 +84,7 @@ export function parseGenArgs(argv: string[]): GenConfig {
       clients: { type: 'string', default: '10' },
       senders: { type: 'string', default: '1' },
       size: { type: 'string', default: '64' },
+      rooms: { type: 'string', default: '0' },
       window: { type: 'string' },
       batch: { type: 'string', default: '0' },
       rate: { type: 'string', default: '0' },
@@ -126,6 +133,12 @@ export function parseGenArgs(argv: string[]): GenConfig {
     throw new RangeError('--ws-clients and --ws-senders need --ws-proto');
   if (wsClients > receivers || (mode === 'dedicated' && wsSenders > senders))
     throw new RangeError('--ws-clients / --ws-senders: more than there are clients / senders');
+  const rooms = int('rooms', values.rooms, 0);
+  if (rooms > 0) {
+    if (mode !== 'all') throw new RangeError('--rooms goes with --mode all');
+    if (proto !== 'line' || wsProto !== null) throw new RangeError('--rooms: TCP line clients only');
+    if (receivers < 2 * rooms) throw new RangeError('--rooms: every room needs at least 2 clients');
+  }
   const wsClient = values['ws-client'];
   if (wsClient !== 'own' && wsClient !== 'library')
     throw new RangeError(`--ws-client must be own or library; got ${wsClient}`);
@@ -138,6 +151,7 @@ export function parseGenArgs(argv: string[]): GenConfig {
     receivers,
     senders,
     size,
+    rooms,
     // Default window: about 32 KiB ahead of the slowest receiver.
     window: values.window === undefined ? Math.max(1, Math.floor(32768 / size)) : int('window', values.window, 0),
     batch: int('batch', values.batch, 0),
@@ -272,10 +286,12 @@ export async function generate(config: GenConfig): Promise<GenResult> {
     const setupDeadline = Date.now() + config.setupTimeoutMs;
     await workers.all('connected', config.setupTimeoutMs);
     await sleep(100);
-    // Warm-up: sender 0 repeats a warm-up message until every receiver got one.
+    // Warm-up: sender 0 (with rooms: each room's first client) repeats a warm-up message until every
+    // receiver got one.
     const ownExcluded = config.mode === 'all' && !protocol.selfDelivery;
-    const wantWarm = config.receivers - (ownExcluded ? 1 : 0);
-    workers.post({ type: 'warmup', on: true }, 0);
+    const wantWarm = config.receivers - (config.rooms > 0 ? config.rooms : ownExcluded ? 1 : 0);
+    if (config.rooms > 0) workers.post({ type: 'warmup', on: true });
+    else workers.post({ type: 'warmup', on: true }, 0);
     while (sum(shared.warm) < wantWarm) {
       if (workers.fatal !== null) throw new Error(workers.fatal);
       if (Date.now() > setupDeadline) {
@@ -285,7 +301,8 @@ export async function generate(config: GenConfig): Promise<GenResult> {
       }
       await sleep(10);
     }
-    workers.post({ type: 'warmup', on: false }, 0);
+    if (config.rooms > 0) workers.post({ type: 'warmup', on: false });
+    else workers.post({ type: 'warmup', on: false }, 0);
     await sleep(50);
     setupSeconds = nowNs(epoch) / 1e9 - setupStart / 1e9;
     if (config.holdMs > 0) {
@@ -320,7 +337,7 @@ export async function generate(config: GenConfig): Promise<GenResult> {
       await workers.all('stopped', 10_000);
       const sent = sum(shared.sent);
       const receiversPerMessage = config.receivers - (config.mode === 'all' ? 1 : 0);
-      const expected = sent * receiversPerMessage;
+      const expected = config.rooms > 0 ? roomDeliveries(config, shared.sent) : sent * receiversPerMessage;
       while (sum(shared.delivered) < expected) {
         if (workers.fatal !== null) throw new Error(workers.fatal);
         if (idle()) {
@@ -410,6 +427,14 @@ export async function generate(config: GenConfig): Promise<GenResult> {
     ok,
     errors: errors.slice(0, 8),
   };
+}
+
+/** Deliveries due for what each sender sent, when every message goes to the rest of its sender's room. */
+function roomDeliveries(config: GenConfig, sent: Int32Array): number {
+  let total = 0;
+  for (let s = 0; s < sent.length; s += 1)
+    total += Atomics.load(sent, s) * (roomSize(roomOf(s, config.rooms), config.rooms, config.receivers) - 1);
+  return total;
 }
 
 function identity(config: GenConfig): GenIdentity {

@@ -2,9 +2,10 @@
  * The peers of the benchmark: what they are, whether they can run here, and starting / stopping them.
  *
  * Always: the project's CLI in raw (`mux`) and line framing (`mux-line`), a chat server on the library with
- * a nick filter (`mux-nick`), and the bench's own naive and corked Node loops. When installed: the Tcllib
- * multiplexer, ncat --broker, redis-server (pub/sub), nats-server. More line-protocol servers can be added
- * with BENCH_EXTRA_PEERS="name=command args {port};...".
+ * a nick filter (`mux-nick`), the library with rooms (`mux-rooms`, for `rooms:` cases) and with a forward
+ * filter (`mux-forward`, for `fwd:` cases), and the bench's own naive and corked Node loops (which know
+ * the bench's rooms too). When installed: the Tcllib multiplexer, ncat --broker, redis-server (pub/sub),
+ * nats-server. More line-protocol servers can be added with BENCH_EXTRA_PEERS="name=command args {port};...".
  *
  * WebSocket cases (`ws-`, `mix-`): the CLI with `--ws-port` (`mux-ws`, once the CLI has it), a naive and a
  * corked `ws` loop, and socket.io 4. A peer runs the cases whose clients it takes (`nets`).
@@ -15,7 +16,7 @@ import * as net from 'node:net';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { spawnTracked, stopChild } from './children';
-import type { CaseNet } from './cases';
+import { type CaseKind, type CaseNet, PLAIN_KINDS } from './cases';
 import type { ProtocolName } from './protocols';
 
 export interface PeerSpec {
@@ -29,8 +30,11 @@ export interface PeerSpec {
   readonly wsProto: ProtocolName | null;
   /** Port of its WebSocket clients when it serves on `port`: the same one, or `port + WS_PORT_OFFSET`. */
   wsPort(port: number): number;
-  /** Takes part only in the all-clients-send cases (the line-framing variants of the issue). */
-  readonly allOnly: boolean;
+  /**
+   * The kinds of case it runs: the plain ones (PLAIN_KINDS), only `all` (the line-framing variants of the
+   * issue), `rooms` when it knows the bench's rooms, `fwd` for the forward-filter peer.
+   */
+  readonly kinds: readonly CaseKind[];
   /** Lines come back prefixed with `nick: `. */
   readonly stripPrefix: boolean;
   /** Why connecting many clients to it takes very long (such cases are cut down), or null. */
@@ -71,7 +75,7 @@ function nodeScript(
     nets: ['tcp'],
     wsProto: null,
     wsPort: (port) => port,
-    allOnly: false,
+    kinds: PLAIN_KINDS,
     stripPrefix: false,
     slowAccept: null,
     ...options,
@@ -102,16 +106,36 @@ const TCL_SCRIPT =
   'package require multiplexer\nset mp [multiplexer::create]\n${mp}::Init [lindex $argv 0]\nvwait forever\n';
 
 export const BUILTIN_PEERS: readonly PeerSpec[] = [
-  nodeScript('naive', 'naive Node loop: one write per chunk per receiver', server('naive')),
-  nodeScript('corked', 'naive loop + per-turn cork/uncork + TCP_NODELAY, no features', server('corked')),
+  nodeScript('naive', 'naive Node loop: one write per chunk per receiver', server('naive'), [], {
+    kinds: [...PLAIN_KINDS, 'rooms'],
+  }),
+  nodeScript('corked', 'naive loop + per-turn cork/uncork + TCP_NODELAY, no features', server('corked'), [], {
+    kinds: [...PLAIN_KINDS, 'rooms'],
+  }),
   nodeScript('mux', 'this project: CLI, raw framing, all features on', CLI),
-  nodeScript('mux-line', 'this project: CLI, --framing line, no filter', CLI, ['--framing', 'line'], { allOnly: true }),
+  nodeScript('mux-line', 'this project: CLI, --framing line, no filter', CLI, ['--framing', 'line'], {
+    kinds: ['all'],
+  }),
   nodeScript(
     'mux-nick',
     'this project: line framing + a filter prefixing `nick: ` to every line',
     server('mux-nick'),
     [],
-    { allOnly: true, stripPrefix: true },
+    { kinds: ['all'], stripPrefix: true },
+  ),
+  nodeScript(
+    'mux-rooms',
+    'this project: line framing, `/room` lines join a room (a filter), broadcast() delivers to the room',
+    server('mux-rooms'),
+    [],
+    { kinds: ['rooms'] },
+  ),
+  nodeScript(
+    'mux-forward',
+    'this project: raw framing, a forward filter returning undefined for every delivery',
+    server('mux-forward'),
+    [],
+    { kinds: ['fwd'] },
   ),
   {
     name: 'tcl',
@@ -120,7 +144,7 @@ export const BUILTIN_PEERS: readonly PeerSpec[] = [
     wsPort: (port) => port,
     proto: 'line',
     description: 'Tcllib multiplexer (tclsh)',
-    allOnly: false,
+    kinds: PLAIN_KINDS,
     stripPrefix: false,
     slowAccept: null,
     unavailable: () => {
@@ -142,7 +166,7 @@ export const BUILTIN_PEERS: readonly PeerSpec[] = [
     wsPort: (port) => port,
     proto: 'line',
     description: 'ncat --broker',
-    allOnly: false,
+    kinds: PLAIN_KINDS,
     stripPrefix: false,
     slowAccept: 'accepts a few dozen connections/s (listen backlog 10): 1,000 clients take ~45 s to connect',
     unavailable: () => missing('ncat', 'ncat'),
@@ -155,7 +179,7 @@ export const BUILTIN_PEERS: readonly PeerSpec[] = [
     wsPort: (port) => port,
     proto: 'redis',
     description: 'redis-server pub/sub',
-    allOnly: false,
+    kinds: PLAIN_KINDS,
     stripPrefix: false,
     slowAccept: null,
     unavailable: () => missing('redis-server', 'redis-server'),
@@ -184,7 +208,7 @@ export const BUILTIN_PEERS: readonly PeerSpec[] = [
     wsPort: (port) => port,
     proto: 'nats',
     description: 'nats-server',
-    allOnly: false,
+    kinds: PLAIN_KINDS,
     stripPrefix: false,
     slowAccept: null,
     unavailable: () => missing('nats-server', 'nats-server'),
@@ -209,7 +233,7 @@ export const BUILTIN_PEERS: readonly PeerSpec[] = [
     nets: ['ws', 'mix'],
     wsProto: 'ws-text',
     wsPort: (port) => port + WS_PORT_OFFSET,
-    allOnly: false,
+    kinds: PLAIN_KINDS,
     stripPrefix: false,
     slowAccept: null,
     unavailable: cliWithoutWebSocket,
@@ -252,7 +276,7 @@ export function extraPeers(text: string | undefined): PeerSpec[] {
         nets: ['tcp'] as const,
         wsProto: null,
         wsPort: (port: number) => port,
-        allOnly: false,
+        kinds: PLAIN_KINDS,
         stripPrefix: false,
         slowAccept: null,
         unavailable: () => (commandPath(words[0]) === null ? `${words[0]} not found` : null),

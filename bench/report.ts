@@ -81,13 +81,18 @@ export function markdown(
     );
   }
 
-  const throughput = ordered(summaries, ['dedicated', 'all', 'paced'], peers);
+  const throughput = ordered(summaries, ['dedicated', 'all', 'rooms', 'fwd', 'paced'], peers);
   if (throughput.length > 0) {
     lines.push('## Throughput and latency', '');
     lines.push(
       'Medians over clean runs. `d:N:B`: one sender to N receivers, B-byte lines, window 32 KiB; `all:N:B`: N clients all sending (window 8, one message per turn) and all receiving; `paced:N:B`: one sender at 1,000 msgs/s. Cores: CPU seconds per second of run (server; generator = all its threads).',
       '',
     );
+    if (throughput.some((s) => s.kind === 'rooms' || s.kind === 'fwd'))
+      lines.push(
+        '`rooms:N:B:R`: the `all:N:B` load over R rooms (client i in room i % R, named by a first line `/room <i % R>`), each message to the rest of its room only; the naive and corked loops know these rooms too. `fwd:N:B`: the `all:N:B` load on the library with a forward filter registered that keeps the shared bytes.',
+        '',
+      );
     if (hasWebSocket(throughput))
       lines.push(
         '`ws-` cases: every client speaks WebSocket (text frames of lines without their newline; socket.io: event `m`), compared with the naive `ws` loop; `mix-`: half the clients (the first half) over WebSocket, the rest over TCP, in one room.',
@@ -157,15 +162,28 @@ export function markdown(
     lines.push('');
   }
 
-  if (targets.length > 0) {
-    lines.push('## Targets of the performance issue', '');
+  const targetTable = (rows: readonly TargetCheck[]): void => {
     lines.push('| target | measured | goal | result |');
     lines.push('|---|---:|---|---|');
-    for (const t of targets) {
+    for (const t of rows) {
       const verdict = t.pass === null ? 'n/a' : t.pass ? 'pass' : '**FAIL**';
-      lines.push(`| ${t.target} | ${fmt(t.measured, 2)} | ${t.goal} | ${verdict} |`);
+      lines.push(`| ${t.target} | ${fmt(t.measured, t.digits ?? 2)} | ${t.goal} | ${verdict} |`);
     }
     lines.push('');
+  };
+  const performance = targets.filter((t) => t.issue === undefined);
+  if (performance.length > 0) {
+    lines.push('## Targets of the performance issue', '');
+    targetTable(performance);
+  }
+  const layers = targets.filter((t) => t.issue === 9);
+  if (layers.length > 0) {
+    lines.push('## Targets of the layered design (issue 9)', '');
+    lines.push(
+      'In this run: rooms (`rooms:N:B:R` on mux-rooms) and a forward filter (`fwd:N:B` on mux-forward) against mux in the plain `all:N:B`; mux against the corked loop; server bytes per idle connection against the figure before the redesign; many clients held.',
+      '',
+    );
+    targetTable(layers);
   }
 
   const bad = records.filter((r) => !r.ok);

@@ -100,6 +100,11 @@ function serverExited(peer: RunningPeer, when = ''): string {
   return `server exited${when} (code ${peer.child.exitCode}, signal ${peer.child.signalCode}; see ${peer.logFile})`;
 }
 
+/** Whether `spec` takes `benchCase`'s kind and clients. */
+function takes(spec: PeerSpec, benchCase: BenchCase): boolean {
+  return spec.kinds.includes(benchCase.kind) && serves(spec.nets, benchCase);
+}
+
 class Bench {
   readonly records: RunRecord[] = [];
   /** Cases cut down for peers that accept connections slowly. */
@@ -121,9 +126,12 @@ class Bench {
     this.generatorLog = join(workDir, 'generator.log');
   }
 
-  /** Whether `spec` runs `benchCase`: it must take its clients; slow accepters skip cases with many connections. */
+  /**
+   * Whether `spec` runs `benchCase`: it must take its kind and its clients; slow accepters skip cases with
+   * many connections.
+   */
   runs(spec: PeerSpec, benchCase: BenchCase): boolean {
-    if (!serves(spec.nets, benchCase)) return false;
+    if (!takes(spec, benchCase)) return false;
     if (spec.slowAccept === null || this.settings.slowPeers || connectionsOf(benchCase) <= SLOW_ACCEPT_CONNECTIONS)
       return true;
     let entry = this.cut.get(spec.name);
@@ -265,9 +273,7 @@ class Bench {
       await sleep(500);
       for (let rep = 1; rep <= this.settings.reps; rep += 1) {
         for (const benchCase of cases) {
-          const peers = running.filter(
-            (p) => (!p.spec.allOnly || benchCase.kind === 'all') && this.runs(p.spec, benchCase),
-          );
+          const peers = running.filter((p) => this.runs(p.spec, benchCase));
           for (const peer of rotate(peers, rep - 1)) {
             if (!peer.alive) {
               this.deadPeer(peer.spec, benchCase, rep, serverExited(peer));
@@ -286,7 +292,7 @@ class Bench {
 
   /** Cases that need a fresh server per run: memory per idle connection, many concurrent clients. */
   async fresh(specs: readonly PeerSpec[], benchCase: BenchCase, reps: number): Promise<void> {
-    const peers = specs.filter((spec) => !spec.allOnly);
+    const peers = specs.filter((spec) => spec.kinds.includes(benchCase.kind));
     for (let rep = 1; rep <= reps; rep += 1) {
       for (const spec of rotate(peers, rep - 1)) {
         if (!this.runs(spec, benchCase)) continue;
@@ -343,6 +349,10 @@ async function main(): Promise<number> {
     }
     if (!settings.cases.some((c) => serves(spec.nets, c))) {
       skipped.push({ name: spec.name, reason: `takes none of the cases run (${spec.nets.join(', ')} cases only)` });
+      continue;
+    }
+    if (!settings.cases.some((c) => takes(spec, c))) {
+      skipped.push({ name: spec.name, reason: `takes none of the cases run (${spec.kinds.join(', ')} cases only)` });
       continue;
     }
     const why = spec.unavailable();
