@@ -180,17 +180,32 @@ export class TurnLog<R extends Receiver, O> {
     this.current = this.spare;
     this.current.seq = log.seq + 1;
     clock.now = Date.now();
-    const slab = slabOf(log.messages);
-    const fanning: Fanning<R, O> = { log, slab, wsSlab: null, excepted: null };
+    // A turn whose messages each go to one room is laid out room by room (in order within each room): a member
+    // of one of them takes its share as one run of the slab, not a piece per message.
+    const grouped = log.roomed === count && this.forward === null ? groupByRoom(log.rooms) : null;
+    const ordered = grouped === null ? log.messages : grouped.order.map((i) => log.messages[i]);
+    const fanning: Fanning<R, O> = {
+      log,
+      slab: slabOf(ordered),
+      ordered,
+      wsSlab: null,
+      excepted: null,
+      positions: grouped?.positions ?? null,
+      spans: grouped?.spans ?? null,
+    };
     // Without rooms or forward filters a share is the whole turn but the messages the receiver is excepted
     // from: found once per turn here, so that each share costs its pieces, not the turn's messages.
-    if (log.roomed === 0 && this.forward === null) fanning.excepted = exceptedIndex(log.excepts);
+    if ((log.roomed === 0 || grouped !== null) && this.forward === null) fanning.excepted = exceptedIndex(log.excepts);
     this.fanning = fanning;
     this.fanningChanged(true);
     try {
       const seq = log.seq;
-      if (log.roomed === count) {
+      if (fanning.spans !== null) {
         // Rooms only: visit their members alone (a member of two rooms is visited once: its turn moves on).
+        for (const room of fanning.spans.keys()) {
+          for (const receiver of this.roomIndex.members(room)) if (due(receiver, seq)) this.give(receiver, fanning);
+        }
+      } else if (log.roomed === count) {
         for (let i = 0; i < count; i += 1) {
           for (const room of log.rooms[i] as readonly string[]) {
             for (const receiver of this.roomIndex.members(room)) if (due(receiver, seq)) this.give(receiver, fanning);
@@ -265,9 +280,18 @@ export class TurnLog<R extends Receiver, O> {
     out.turnFrom = 0;
     const share = this.borrow();
     let slab = fanning.slab;
-    if (receiver.codec === 'ws') slab = fanning.wsSlab ??= this.wsSlabOf(log.messages);
-    if (fanning.excepted !== null) runsBut(share, from, log.messages.length, fanning.excepted.get(receiver));
-    else this.collect(share, receiver, log, from, slab);
+    if (receiver.codec === 'ws') slab = fanning.wsSlab ??= this.wsSlabOf(fanning.ordered);
+    const { excepted, spans, positions } = fanning;
+    const span = spans === null || from > 0 ? undefined : onlyRoom(receiver.rooms, spans);
+    if (excepted !== null && spans === null) {
+      runsBut(share, from, log.messages.length, excepted.get(receiver));
+    } else if (excepted !== null && span !== undefined) {
+      const own = excepted.get(receiver);
+      const skip = own?.map((i) => (positions as number[])[i]).filter((at) => at >= span[0] && at < span[1]);
+      runsBut(share, span[0], span[1], skip);
+    } else {
+      this.collect(share, receiver, log, from, slab, positions);
+    }
     this.accept(share, receiver, slab);
   }
 
@@ -278,33 +302,50 @@ export class TurnLog<R extends Receiver, O> {
     return share;
   }
 
-  /** Puts in the share the messages `from..` of `log` meant for `receiver`: runs of `slab`, or own pieces. */
-  private collect(share: Share, receiver: R, log: Log<R, O>, from: number, slab: Slab | null): void {
+  /**
+   * Puts in the share the messages `from..` of `log` meant for `receiver`, in log order: runs of `slab` (where
+   * message `i` is at `positions[i]` when the slab is laid out by room), or own pieces.
+   */
+  private collect(
+    share: Share,
+    receiver: R,
+    log: Log<R, O>,
+    from: number,
+    slab: Slab | null,
+    positions: readonly number[] | null = null,
+  ): void {
     const { messages, excepts, rooms, senders } = log;
     const count = messages.length;
     const forward = this.forward;
     const memberRooms = receiver.rooms;
-    let run = -1;
+    let start = -1;
+    let end = -1;
     for (let i = from; i < count; i += 1) {
       const only = rooms[i];
-      if (excepts[i] === receiver || (only !== null && !inAnyRoom(memberRooms, only))) {
-        if (run >= 0) share.range(run, i);
-        run = -1;
-        continue;
-      }
+      if (excepts[i] === receiver || (only !== null && !inAnyRoom(memberRooms, only))) continue;
       if (forward !== null) {
         const result = forward(messages[i], receiver, senders[i]);
         if (result !== undefined) {
-          if (run >= 0) share.range(run, i);
-          run = -1;
+          if (start >= 0) share.range(start, end);
+          start = -1;
           if (result !== null) share.own(receiver.encode(result));
           continue;
         }
       }
-      if (slab === null) share.own(receiver.encode(messages[i]));
-      else if (run < 0) run = i;
+      if (slab === null) {
+        share.own(receiver.encode(messages[i]));
+        continue;
+      }
+      const at = positions === null ? i : positions[i];
+      if (at === end) {
+        end += 1;
+        continue;
+      }
+      if (start >= 0) share.range(start, end);
+      start = at;
+      end = at + 1;
     }
-    if (run >= 0) share.range(run, count);
+    if (start >= 0) share.range(start, end);
   }
 
   private accept(share: Share, receiver: R, slab: Slab | null): void {
@@ -337,9 +378,68 @@ export class TurnLog<R extends Receiver, O> {
 interface Fanning<R, O> {
   readonly log: Log<R, O>;
   readonly slab: Slab;
+  /** The messages in slab order (the log's order, or laid out by room). */
+  readonly ordered: readonly Buffer[];
   wsSlab: Slab | null;
-  /** For logs without rooms or forward filters: the messages each receiver is excepted from, in order. */
+  /** Without forward filters, for logs without rooms or laid out by room: each receiver's excepted messages. */
   excepted: Map<R, number[]> | null;
+  /** Laid out by room: where message `i` of the log is in the slab, and each room's span of the slab. */
+  readonly positions: readonly number[] | null;
+  readonly spans: ReadonlyMap<string, readonly [number, number]> | null;
+}
+
+/**
+ * The layout by room of a turn whose messages each go to one room (or to nobody here: presence changes, put
+ * last): the log indices in slab order, each index's slab position, each room's span. Null for any other turn.
+ */
+function groupByRoom(
+  rooms: readonly (readonly string[] | null)[],
+): { order: number[]; positions: number[]; spans: Map<string, readonly [number, number]> } | null {
+  const byRoom = new Map<string, number[]>();
+  const nobody: number[] = [];
+  for (let i = 0; i < rooms.length; i += 1) {
+    const only = rooms[i];
+    if (only === null || only.length > 1) return null;
+    if (only.length === 0) {
+      nobody.push(i);
+      continue;
+    }
+    const list = byRoom.get(only[0]);
+    if (list === undefined) byRoom.set(only[0], [i]);
+    else list.push(i);
+  }
+  const order: number[] = [];
+  const positions = new Array<number>(rooms.length);
+  const spans = new Map<string, readonly [number, number]>();
+  for (const [room, list] of byRoom) {
+    const start = order.length;
+    for (const i of list) {
+      positions[i] = order.length;
+      order.push(i);
+    }
+    spans.set(room, [start, order.length]);
+  }
+  for (const i of nobody) {
+    positions[i] = order.length;
+    order.push(i);
+  }
+  return { order, positions, spans };
+}
+
+/** The span of the one room of the turn a member is in, or undefined when it is in several of them (or none). */
+function onlyRoom(
+  memberRooms: ReadonlySet<string> | null,
+  spans: ReadonlyMap<string, readonly [number, number]>,
+): readonly [number, number] | undefined {
+  if (memberRooms === null) return undefined;
+  let found: readonly [number, number] | undefined;
+  for (const room of memberRooms) {
+    const span = spans.get(room);
+    if (span === undefined) continue;
+    if (found !== undefined) return undefined;
+    found = span;
+  }
+  return found;
 }
 
 /** The messages each receiver is excepted from, by receiver, in log order. */

@@ -64,6 +64,72 @@ afterEach(() => {
 });
 
 describe('TurnLog', () => {
+  describe('a turn whose messages each go to one room', () => {
+    it('lays the slab out room by room: a member of one room takes its share in one write of one view', () => {
+      const [a, b, c, d] = ['a', 'b', 'c', 'd'].map((name) => fixture.add(name));
+      fixture.join(a, 'red');
+      fixture.join(b, 'red');
+      fixture.join(c, 'blue');
+      for (let i = 0; i < 3; i += 1) {
+        fixture.send(`red ${i}`, { rooms: ['red'] });
+        fixture.send(`blue ${i}`, { rooms: ['blue'] });
+      }
+      fixture.log.fanOut();
+      for (const receiver of [a, b]) {
+        expect(lines(receiver)).toEqual(['red 0', 'red 1', 'red 2']);
+        expect(receiver.connection.writes).toEqual([[expect.any(Buffer)]]);
+      }
+      expect(lines(c)).toEqual(['blue 0', 'blue 1', 'blue 2']);
+      expect(c.connection.writes[0]).toHaveLength(1);
+      expect(lines(d)).toEqual([]);
+    });
+
+    it('leaves out, in the run, the messages a member is excepted from (its own)', () => {
+      const [a, b] = ['a', 'b'].map((name) => fixture.add(name));
+      fixture.join(a, 'red');
+      fixture.join(b, 'red');
+      fixture.send('from a', { rooms: ['red'], except: a });
+      fixture.send('blue', { rooms: ['blue'] });
+      fixture.send('from b', { rooms: ['red'], except: b });
+      fixture.send('from a again', { rooms: ['red'], except: a });
+      fixture.log.fanOut();
+      expect(lines(a)).toEqual(['from b']);
+      expect(lines(b)).toEqual(['from a', 'from a again']);
+    });
+
+    it('gives a member of several of the rooms its messages in log order', () => {
+      const both = fixture.join(fixture.add('both'), 'red', 'blue');
+      const red = fixture.join(fixture.add('red'), 'red');
+      fixture.send('r1', { rooms: ['red'] });
+      fixture.send('b1', { rooms: ['blue'] });
+      fixture.send('r2', { rooms: ['red'] });
+      fixture.send('b2', { rooms: ['blue'] });
+      fixture.log.fanOut();
+      expect(lines(both)).toEqual(['r1', 'b1', 'r2', 'b2']);
+      expect(lines(red)).toEqual(['r1', 'r2']);
+    });
+
+    it('gives a member that joined in the middle of the turn only what came after', () => {
+      const early = fixture.join(fixture.add('early'), 'red');
+      fixture.send('before', { rooms: ['red'] });
+      const late = fixture.join(fixture.add('late'), 'red');
+      fixture.send('after', { rooms: ['red'] });
+      fixture.log.fanOut();
+      expect(lines(early)).toEqual(['before', 'after']);
+      expect(lines(late)).toEqual(['after']);
+    });
+
+    it('gives WebSocket members the same layout in frames', () => {
+      const ws = fixture.join(fixture.add('ws', 'ws'), 'red');
+      fixture.send('blue', { rooms: ['blue'] });
+      fixture.send('red 1', { rooms: ['red'] });
+      fixture.send('red 2', { rooms: ['red'] });
+      fixture.log.fanOut();
+      expect(parseFrames(ws.connection.written).map((frame) => frame.payload.toString())).toEqual(['red 1', 'red 2']);
+      expect(ws.connection.writes[0]).toHaveLength(1);
+    });
+  });
+
   describe('fan-out', () => {
     it("gives every member the turn's messages in one write, as views of one slab shared by all", () => {
       const [a, b, c] = ['a', 'b', 'c'].map((name) => fixture.add(name));
