@@ -4,6 +4,13 @@
  *   npm run example:chat               listens on port 7777 (or: npm run example:chat -- 9000, or PORT=9000)
  *   nc localhost 7777                  in two or more terminals; the first line you type is your nick
  *
+ * Several chat servers act as one over a bus: start each with BUS set (and its own port), e.g.
+ *
+ *   BUS=redis://127.0.0.1:6379 npm run example:chat -- 7777
+ *   BUS=redis://127.0.0.1:6379 npm run example:chat -- 7778
+ *
+ * and users of either see each other's lines and announcements; nicks are unique across all of them.
+ *
  * What a session looks like, seen by alice:
  *
  *   * welcome, guest0! Type your nick and press Enter.
@@ -18,9 +25,11 @@
  * - an access filter, run once when someone connects: greets them and tells the others;
  * - a data filter, run on every line: turns the first line into the nick, prefixes later lines with it;
  * - an exit filter, run once when someone leaves, however they leave: tells the others, with the reason.
+ * With a bus, sendToAll() reaches the users of every server, and each user's nick is published with their
+ * presence (the `presence` option), so every server knows every nick.
  */
 import type { AddressInfo } from 'node:net';
-import { Multiplexer, type Client } from '../lib';
+import { busFromUrl, Multiplexer, type Bus, type Client } from '../lib';
 import { runExample } from './run-example';
 
 /** What the server remembers about each user, in `client.state`. */
@@ -35,6 +44,8 @@ export interface ChatOptions {
   port?: number;
   /** Interface to listen on. Default: all. */
   host?: string;
+  /** Joins other chat servers over this bus (a cluster); default none. */
+  bus?: Bus;
 }
 
 /** How the others see a user: its nick once it gave one, `guest<id>` before. */
@@ -42,11 +53,12 @@ function nameOf(client: Client<ChatState>): string {
   return client.state.nick ?? `guest${client.id}`;
 }
 
-/** Creates the chat server, not yet listening. */
-export function createChat(): Multiplexer<ChatState> {
+/** Creates the chat server, not yet listening; with a bus, one of several that act as one. */
+export function createChat(bus?: Bus): Multiplexer<ChatState> {
   // `line` framing: filters get one whole line at a time (without its newline), and the newline is added
-  // back to what they return. The type argument types `client.state` in every hook.
-  const mux = new Multiplexer<ChatState>({ framing: 'line' });
+  // back to what they return. The type argument types `client.state` in every hook. `presence` says which
+  // state fields the other servers of a cluster learn about each user.
+  const mux = new Multiplexer<ChatState>({ framing: 'line', bus, presence: ['nick'] });
 
   // A newcomer. It is not part of the broadcast until this filter returns, so sendToAll() reaches only the
   // others. Returning -1 or false here would refuse it instead (see access-control.ts).
@@ -69,6 +81,7 @@ export function createChat(): Multiplexer<ChatState> {
     }
     mux.sendToAll(`* ${nameOf(client)} is now ${nick}\n`, client);
     client.state.nick = nick;
+    mux.publishState(client); // the other servers learn the nick (nothing happens without a bus)
     client.send(`* you are ${nick}\n`);
     return null;
   });
@@ -82,17 +95,20 @@ export function createChat(): Multiplexer<ChatState> {
   return mux;
 }
 
+/** True when someone has `nick` already: on this server, or (with a bus) on any server of the cluster. */
 function nickTaken(mux: Multiplexer<ChatState>, nick: string): boolean {
-  for (const client of mux.clients) if (client.state.nick === nick) return true;
-  return false;
+  return mux.members().some((member) => member.state.nick === nick);
 }
 
 /** Starts the chat server; resolves once it is listening. */
 export async function start(options: ChatOptions = {}): Promise<{ mux: Multiplexer<ChatState>; address: AddressInfo }> {
-  const mux = createChat();
+  const mux = createChat(options.bus);
   const address = await mux.listen({ port: options.port ?? 0, host: options.host });
   return { mux, address };
 }
 
-// Run as a program: `node dist/examples/chat.js [port]`.
-if (require.main === module) runExample('chat', start);
+// Run as a program: `node dist/examples/chat.js [port]`, with BUS=redis://... or BUS=nats://... for a cluster.
+if (require.main === module) {
+  const url = process.env.BUS;
+  runExample('chat', async (options) => start({ ...options, bus: url ? await busFromUrl(url, 'chat') : undefined }));
+}

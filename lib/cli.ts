@@ -5,7 +5,7 @@ import type { AddressInfo } from 'node:net';
 import { join } from 'node:path';
 import { parseArgs, type ParseArgsConfig } from 'node:util';
 import { accessList } from './admission/access';
-import type { Bus } from './bus/bus';
+import { busFromUrl } from './bus/from-url';
 import { Multiplexer } from './multiplexer';
 import { DEFAULTS, isBooleanSetting, SETTING_KEYS, type MultiplexerOptions, type SettingKey } from './options';
 
@@ -199,23 +199,6 @@ function plan(argv: string[]): Plan | 'help' | 'version' {
   };
 }
 
-/**
- * The bus a `--bus` URL names, from its own entry point (so that a single-process CLI loads neither Redis
- * nor NATS): `redis://` one Redis server, `redis-cluster://h:p,h:p` a Redis Cluster's seeds (sharded
- * pub/sub), `nats://h:p,h:p` one or more NATS servers of a cluster.
- */
-async function createBus(url: string, channel: string): Promise<Bus> {
-  const [scheme, rest] = url.split('://');
-  const hosts = rest.split(',').filter((host) => host !== '');
-  if (scheme === 'nats') {
-    const { NatsBus } = await import('./nats');
-    return new NatsBus({ servers: hosts.map((host) => `nats://${host}`), channel });
-  }
-  const { RedisBus } = await import('./redis');
-  if (scheme === 'redis-cluster') return new RedisBus({ cluster: hosts.map((host) => `redis://${host}`), channel });
-  return new RedisBus({ url, channel });
-}
-
 function describe(address: AddressInfo | string, secure: boolean): string {
   if (typeof address === 'string') return `unix:${address}`;
   const host = address.family === 'IPv6' ? `[${address.address}]` : address.address;
@@ -237,7 +220,7 @@ export async function main(argv: string[] = process.argv.slice(2)): Promise<numb
       return 0;
     }
     setup = result;
-    const bus = setup.bus === null ? undefined : await createBus(setup.bus.url, setup.bus.channel);
+    const bus = setup.bus === null ? undefined : await busFromUrl(setup.bus.url, setup.bus.channel);
     mux = new Multiplexer({ ...setup.options, bus });
     if (setup.allow.length > 0 || setup.deny.length > 0)
       mux.addAccessFilter(accessList({ allow: setup.allow, deny: setup.deny }));

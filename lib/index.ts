@@ -54,3 +54,4 @@ export type {
 } from './transport/connection';
 export type { Bus, BusListener } from './bus/bus';
 export { MemoryBus, MemoryHub } from './bus/memory';
+export { busFromUrl } from './bus/from-url';

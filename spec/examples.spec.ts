@@ -8,6 +8,7 @@ import * as rooms from '../examples/rooms';
 import { buildExamples, ExampleProcess, say, started } from './helpers/examples';
 import { onTeardown, TestClient, waitFor } from './helpers/net';
 import { connectFrom } from './helpers/streams';
+import { MemoryHub } from '../lib';
 
 const LOCAL = { port: 0, host: '127.0.0.1' };
 
@@ -54,6 +55,28 @@ describe('examples/chat', () => {
     impostor.end();
     await alice.waitForText(`* ${guest} left (eof)\n`);
     expect(alice.text).not.toContain(`${guest} is now`);
+  });
+
+  it('acts as one chat over a bus: lines, announcements and unique nicks across two servers', async () => {
+    const hub = new MemoryHub();
+    const one = await started(chat.start({ ...LOCAL, bus: hub.bus('chat') }));
+    const two = await started(chat.start({ ...LOCAL, bus: hub.bus('chat') }));
+    const alice = await TestClient.connect(one.port);
+    await guestName(alice);
+    await say(alice, 'alice', alice, '* you are alice\n');
+    const bob = await TestClient.connect(two.port);
+    const bobGuest = await guestName(bob);
+    await alice.waitForText(`* ${bobGuest} joined\n`);
+    await waitFor(
+      () => two.mux.members().some((member) => member.state.nick === 'alice'),
+      "alice's nick on server two",
+    );
+    await say(bob, 'alice', bob, 'cannot be your nick'); // taken on the other server
+    await say(bob, 'bob', alice, `* ${bobGuest} is now bob\n`);
+    await say(alice, 'hello from one', bob, 'alice: hello from one\n');
+    await say(bob, 'hello from two', alice, 'bob: hello from two\n');
+    bob.end();
+    await alice.waitForText('* bob left (eof)\n');
   });
 });
 

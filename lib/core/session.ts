@@ -365,8 +365,6 @@ export class Session<S extends object>
     return this.connection.codec === 'ws' ? this.host.wsEncode(message) : message;
   }
 
-  readonly scheduleFlush = (): void => this.host.turn.flushLater(this);
-
   afterShare(): void {
     const deferred = this.deferred;
     if (deferred === null) return;

@@ -16,8 +16,6 @@ export interface Receiver {
   encode(message: Buffer): Buffer;
   /** Its share was taken: what user code sent it meanwhile goes now. */
   afterShare(): void;
-  /** It has data queued that was not written yet: write it at the end of the turn. */
-  readonly scheduleFlush: () => void;
 }
 
 /**
