@@ -7,7 +7,7 @@
  * the bench's rooms too). When installed: the Tcllib multiplexer, ncat --broker, redis-server (pub/sub),
  * nats-server. More line-protocol servers can be added with BENCH_EXTRA_PEERS="name=command args {port};...".
  *
- * WebSocket cases (`ws-`, `mix-`): the CLI with `--ws-port` (`mux-ws`, once the CLI has it), a naive and a
+ * WebSocket cases (`ws-`, `mix-`): the CLI with `--ws-port` (`mux-ws`), a naive and a
  * corked `ws` loop, and socket.io 4. A peer runs the cases whose clients it takes (`nets`).
  */
 import { type ChildProcess, spawnSync } from 'node:child_process';

@@ -11,11 +11,13 @@ interface Started {
  * (SIGINT) or SIGTERM closes every connection, then exits 0. Signals are handled from the start, so one that
  * comes while the server starts stops it cleanly too; a second one exits at once.
  * @param announce print `<name> listening on ...` (the events example prints its own from the `listening` event)
+ * @param more a line to print after that one (the web chat's page address)
  */
-export function runExample(
+export function runExample<T extends Started>(
   name: string,
-  start: (options: { port: number }) => Promise<Started>,
+  start: (options: { port: number }) => Promise<T>,
   announce = true,
+  more?: (started: T) => string,
 ): void {
   const port = Number(process.argv[2] ?? process.env.PORT ?? 7777);
   const running = start({ port });
@@ -23,11 +25,13 @@ export function runExample(
   process.once('SIGINT', stop);
   process.once('SIGTERM', stop);
   running.then(
-    ({ address }) => {
+    (started) => {
+      const { address } = started;
       if (announce)
         console.log(
           `${name} listening on ${address.address} port ${address.port}; connect with: nc localhost ${address.port}`,
         );
+      if (more !== undefined) console.log(more(started));
     },
     (error: Error) => {
       console.error(`${name}: ${error.message}`);

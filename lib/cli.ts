@@ -58,6 +58,12 @@ const options: ParseArgsConfig['options'] = {
   bus: { type: 'string' },
   channel: { type: 'string' },
   'node-id': { type: 'string' },
+  // WebSocket clients (loaded only when --ws-port is given).
+  'ws-port': { type: 'string' },
+  'ws-path': { type: 'string' },
+  'ws-origin': { type: 'string', multiple: true },
+  'ws-ping-interval': { type: 'string' },
+  'ws-compression': { type: 'boolean' },
   help: { type: 'boolean', short: 'h' },
   version: { type: 'boolean', short: 'v' },
 };
@@ -86,6 +92,11 @@ function usage(): string {
     '                                      nats://H:P[,H:P...]',
     '  --channel <name>                    the bus channel (default multiplexer; matched exactly)',
     "  --node-id <id>                      this node's id on the bus (default: random per process)",
+    '  --ws-port <n>                       WebSocket clients on this port too (same --host; wss with --tls-*)',
+    '  --ws-path <path>                    their path (default /)',
+    '  --ws-origin <origin>                allow only browser pages of this origin (repeatable)',
+    '  --ws-ping-interval <ms>             ping WebSocket clients this often; 0 off (default 30000)',
+    '  --ws-compression                    offer permessage-deflate (memory and CPU per client)',
     ...settings,
     '  -h, --help                          show this help',
     '  -v, --version                       show the version',
@@ -133,6 +144,41 @@ interface Plan {
   readonly allow: string[];
   readonly deny: string[];
   readonly shutdownTimeout: number;
+  readonly ws: WebSocketPlan | null;
+}
+
+/** Where WebSocket clients come, from the --ws-* flags. */
+interface WebSocketPlan {
+  readonly port: number;
+  readonly path: string;
+  readonly origins: string[] | undefined;
+  readonly pingInterval: number | undefined;
+  readonly compression: boolean;
+}
+
+function webSocketPlan(values: Record<string, unknown>): WebSocketPlan | null {
+  const portText = stringOf(values['ws-port']);
+  const ping = stringOf(values['ws-ping-interval']);
+  if (portText === undefined) {
+    const stray = ['ws-path', 'ws-origin', 'ws-ping-interval', 'ws-compression'].find(
+      (flag) => values[flag] !== undefined,
+    );
+    if (stray !== undefined) throw new UsageError(`--${stray} goes with --ws-port`);
+    return null;
+  }
+  if (!/^\d+$/.test(portText) || Number(portText) > 65535)
+    throw new UsageError(`--ws-port must be 0..65535; got ${portText}`);
+  const path = stringOf(values['ws-path']) ?? '/';
+  if (!path.startsWith('/')) throw new UsageError(`--ws-path must start with /; got ${path}`);
+  if (ping !== undefined && !/^\d+$/.test(ping)) throw new UsageError(`--ws-ping-interval must be ms; got ${ping}`);
+  const origins = listOf(values['ws-origin']);
+  return {
+    port: Number(portText),
+    path,
+    origins: origins.length > 0 ? origins : undefined,
+    pingInterval: ping === undefined ? undefined : Number(ping),
+    compression: values['ws-compression'] === true,
+  };
 }
 
 function plan(argv: string[]): Plan | 'help' | 'version' {
@@ -186,6 +232,7 @@ function plan(argv: string[]): Plan | 'help' | 'version' {
     throw new UsageError(`--path-mode must be an octal file mode such as 600 or 660; got ${modeText}`);
   }
   if (modeText !== undefined && path === undefined) throw new UsageError('--path-mode goes with --path');
+  const ws = webSocketPlan(values);
   return {
     options: { ...settings, framing, tls, node: nodeId },
     bus: busUrl === undefined ? null : { url: busUrl, channel },
@@ -196,6 +243,7 @@ function plan(argv: string[]): Plan | 'help' | 'version' {
     allow: listOf(values.allow),
     deny: listOf(values.deny),
     shutdownTimeout: Number(timeoutText),
+    ws,
   };
 }
 
@@ -203,6 +251,28 @@ function describe(address: AddressInfo | string, secure: boolean): string {
   if (typeof address === 'string') return `unix:${address}`;
   const host = address.family === 'IPv6' ? `[${address.address}]` : address.address;
   return `${secure ? 'tls://' : ''}${host}:${address.port}`;
+}
+
+/** Listens for WebSocket clients too; `ws` is loaded only now. Resolves with their URL. */
+async function listenWebSocket(
+  mux: Multiplexer,
+  plan: WebSocketPlan,
+  host: string | undefined,
+  tls: MultiplexerOptions['tls'],
+): Promise<string> {
+  const { websocket } = await import('./ws');
+  const address = await mux.listen(
+    websocket({
+      port: plan.port,
+      host,
+      path: plan.path,
+      origins: plan.origins,
+      pingInterval: plan.pingInterval,
+      compression: plan.compression,
+    }),
+  );
+  const text = describe(address, false);
+  return `${tls !== undefined ? 'wss' : 'ws'}://${text}${plan.path}`;
 }
 
 /** Runs the CLI; resolves with the exit code once the server has shut down (or failed to start). */
@@ -250,19 +320,21 @@ export async function main(argv: string[] = process.argv.slice(2)): Promise<numb
   // A hangup (the terminal or the supervisor went away) is a graceful shutdown too.
   process.on('SIGHUP', stop);
   let address: AddressInfo | string;
+  let wsAddress: string | null = null;
   try {
     address = await mux.listen(setup.listen);
+    if (setup.ws !== null) wsAddress = await listenWebSocket(mux, setup.ws, setup.listen.host, setup.options.tls);
   } catch (error) {
     if (stopped !== null) return stopped;
     process.stderr.write(`multiplexer: ${(error as Error).message}\n`);
+    await mux.destroy({ timeout: 0 });
     return 1;
   }
   if (setup.bus !== null) {
     process.stdout.write(`multiplexer node ${mux.node} on the ${setup.bus.url} bus, channel ${setup.bus.channel}\n`);
   }
-  process.stdout.write(
-    `multiplexer listening on ${describe(address, setup.options.tls !== undefined)} (${mux.framing.name} framing)\n`,
-  );
+  const where = describe(address, setup.options.tls !== undefined) + (wsAddress === null ? '' : ` and ${wsAddress}`);
+  process.stdout.write(`multiplexer listening on ${where} (${mux.framing.name} framing)\n`);
   return new Promise<number>((resolve) => {
     if (stopped !== null) void stopped.then(resolve);
     else mux.once('close', () => resolve(0));

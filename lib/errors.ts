@@ -13,6 +13,7 @@ export const ERROR_CODES = {
   ERR_SEND_TIMEOUT: 'a client took no bytes for sendTimeout while data waited for it',
   ERR_MEMORY_BUDGET: 'the process-wide memoryBudget was reached and this client held the most',
   ERR_PROTOCOL: 'a client broke its transport protocol (TLS renegotiation, a malformed WebSocket frame)',
+  ERR_PING_TIMEOUT: 'a WebSocket client did not answer a ping within pingInterval',
   ERR_USER_CODE: 'a filter, hook or listener threw or rejected with something that is not an Error',
   ERR_FILTER_RESULT: 'a data or forward filter returned a value of a type it may not return',
   ERR_BUS_OPEN: 'a bus was opened twice',

@@ -187,6 +187,7 @@ export class Multiplexer<S extends object = Record<string, unknown>> extends Eve
     this.log.level = this.current.debugLevel;
     this.guard = new ListenerGuard((event, error) => this.listenerFailed(event, error));
     this.hub = new Hub<S>(this.hubOwner(), this.current, this.framing, this.log);
+    this.hub.tls = options.tls;
     this.clientView = new ClientsView(this.hub.members);
     if (this.forwardFilter !== Multiplexer.prototype.forwardFilter) this.hub.enableForwarding();
     if (options.bus !== undefined) this.link = this.createLink(options.bus, options.presence ?? []);

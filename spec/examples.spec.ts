@@ -5,10 +5,12 @@ import * as accessControl from '../examples/access-control';
 import * as chat from '../examples/chat';
 import * as events from '../examples/events';
 import * as rooms from '../examples/rooms';
+import * as webChat from '../examples/web-chat';
 import { buildExamples, ExampleProcess, say, started } from './helpers/examples';
 import { onTeardown, TestClient, waitFor } from './helpers/net';
 import { connectFrom } from './helpers/streams';
 import { MemoryHub } from '../lib';
+import { WsTestClient } from './helpers/ws';
 
 const LOCAL = { port: 0, host: '127.0.0.1' };
 
@@ -250,16 +252,47 @@ describe('examples/events', () => {
   });
 });
 
+describe('examples/web-chat', () => {
+  it('puts WebSocket and TCP users in one chat: nick first, lines both ways, joins and leaves announced', async () => {
+    const { mux, address, webAddress } = await webChat.start(LOCAL);
+    onTeardown(() => mux.destroy({ timeout: 200 }));
+    const page = await fetch(`http://127.0.0.1:${webAddress.port}/`);
+    expect(await page.text()).toContain('<script src="chat.js"');
+    const nc = await TestClient.connect(address.port);
+    await guestName(nc);
+    await say(nc, 'carol', nc, '* you are carol\n');
+    const url = `ws://127.0.0.1:${webAddress.port}/chat`;
+    const browser = await WsTestClient.connect(url, { origin: `http://localhost:${webAddress.port}` });
+    await browser.send('dave');
+    await browser.waitForText('* you are dave');
+    await nc.waitForText(' is now dave\n');
+    await browser.send('hello from the page');
+    await nc.waitForText('dave: hello from the page\n');
+    await nc.write('hi dave\n');
+    await browser.waitForText('carol: hi dave');
+    browser.ws.close(1000);
+    await nc.waitForText('* dave left (eof)\n');
+    expect(await WsTestClient.refused(url, { origin: 'http://evil.example' })).toBe(403);
+  });
+});
+
 describe('examples as programs', () => {
-  const names = ['chat', 'access-control', 'rooms', 'events'] as const;
+  const names = ['chat', 'access-control', 'rooms', 'events', 'web-chat'] as const;
 
   beforeAll(() => buildExamples(names), 180_000);
 
   it.each(names)('%s prints where it listens, serves clients, and exits 0 on SIGTERM', async (name) => {
-    const program = new ExampleProcess(`dist/examples/${name}.js`, [], { PORT: '0', DEBUG: '' });
+    const program = new ExampleProcess(`dist/examples/${name}.js`, [], { PORT: '0', WEB_PORT: '0', DEBUG: '' });
     const port = await program.listeningPort();
     const client = await TestClient.connect(port);
-    if (name === 'chat') await client.waitForText('welcome');
+    if (name === 'chat' || name === 'web-chat') await client.waitForText('welcome');
+    if (name === 'web-chat') {
+      // The page is served from dist/examples too (its files stay in examples/web-chat).
+      await waitFor(() => /open http:\/\/localhost:\d+\//.test(program.stdout), 'the page address');
+      const pageUrl = /open (http:\/\/localhost:\d+\/)/.exec(program.stdout)![1];
+      expect((await fetch(pageUrl)).status).toBe(200);
+      expect(await (await fetch(`${pageUrl}chat.js`)).text()).toContain('new WebSocket');
+    }
     if (name === 'rooms') await client.waitForText('in #lobby');
     program.kill('SIGTERM');
     await program.exited;

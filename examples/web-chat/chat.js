@@ -1,9 +1,11 @@
 // The browser side of the web chat: plain JavaScript, no framework, no build step.
 //
 // One WebSocket to the host and port the page came from, path /chat. Every line is one text frame, without
-// a newline, both ways. The first line sent on every connection is the nick; after that, each line typed is
-// sent as is. What the server sends is shown as is: messages of others ("bob: hi") and announcements
-// ("* bob joined"). The server does not echo our own lines, so the page shows them itself.
+// a newline, both ways. The first line sent on every connection is the nick; the server (examples/chat.ts)
+// answers "* you are <nick>", or "... cannot be your nick ..." when it is taken, and the page goes back to
+// the nick form. After that, each line typed is sent as is. What the server sends is shown as is: messages of
+// others ("bob: hi") and announcements ("* bob joined"). The server does not echo our own lines, so the page
+// shows them itself.
 //
 // When the connection drops the page says so and reconnects after 1 s, 2 s, 4 s ... (at most 30 s, each
 // delay with random jitter so that a restarted server is not hit by every page at once), and sends the nick
@@ -77,12 +79,22 @@
       if (socket !== ws) return;
       openedAt = Date.now();
       ws.send(nick);
-      showState('connected', `Connected as ${nick}.`);
-      sendButton.disabled = false;
+      showState('connecting', `Joining as ${nick}…`);
     });
     ws.addEventListener('message', (event) => {
       if (socket !== ws || typeof event.data !== 'string') return;
-      addLine(event.data, event.data.startsWith('* ') ? 'notice' : '');
+      const line = event.data;
+      if (line === `* you are ${nick}`) {
+        showState('connected', `Connected as ${nick}.`);
+        sendButton.disabled = false;
+      } else if (line.startsWith('* ') && line.includes('cannot be your nick')) {
+        const taken = nick;
+        leave();
+        nickHelp.textContent = `The nick ${taken} is taken or not allowed; choose another one.`;
+        nickInput.setAttribute('aria-invalid', 'true');
+        return;
+      }
+      addLine(line, line.startsWith('* ') ? 'notice' : '');
     });
     // 'error' carries no detail in browsers and is always followed by 'close'.
     ws.addEventListener('close', () => {
@@ -147,7 +159,7 @@
     event.preventDefault();
     // One line per frame: a pasted newline would make two lines on the TCP side.
     const text = messageInput.value.replace(/\r?\n/g, ' ');
-    if (text.trim() === '' || socket === null || socket.readyState !== WebSocket.OPEN) return;
+    if (text.trim() === '' || sendButton.disabled || socket === null || socket.readyState !== WebSocket.OPEN) return;
     socket.send(text);
     addLine(`${nick}: ${text}`, 'own');
     messageInput.value = '';

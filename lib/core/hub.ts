@@ -11,7 +11,7 @@ import type { Decoder, Framing } from '../framing/framing';
 import { MessageDecoder, messageFrames } from '../framing/websocket';
 import { nextData } from '../inbound/filter-chain';
 import type { Logger } from '../log';
-import type { Settings } from '../options';
+import type { Settings, TlsServerOptions } from '../options';
 import type { Connection, TransportHost } from '../transport/connection';
 import {
   DENY_REASONS,
@@ -132,6 +132,8 @@ export class Hub<S extends object> implements TransportHost {
   /** Other nodes' members, by node and client id, as their presence changes told. */
   private readonly remote = new Map<string, Map<number, RemoteClient<S>>>();
   private presenceFields: readonly string[] = [];
+  /** The multiplexer's TLS options, the default of transports that listen on a port of their own. */
+  tls: TlsServerOptions | undefined = undefined;
   private nextId = 0;
   /** The sender of the message being broadcast, for `deliver()` calls made by `broadcast()`. */
   private sender: Client<S> | null = null;
@@ -489,7 +491,9 @@ export class Hub<S extends object> implements TransportHost {
 
   /** The decoder of a new connection: the framing's for streams; whole messages for WebSocket. */
   decoderFor(connection: Connection): Decoder {
-    return connection.codec === 'ws' ? new MessageDecoder(this.lines) : this.framing.createDecoder(this.settings);
+    return connection.codec === 'ws'
+      ? new MessageDecoder(this.lines, this.settings)
+      : this.framing.createDecoder(this.settings);
   }
 
   overflowed(session: Session<S>, bytes: number): void {

@@ -127,8 +127,9 @@ export class Session<S extends object>
     this.phase = 'leaving';
     this.in.drop();
     this.host.denied(this, reason);
-    // What an access filter queued for it (a reason, a banner) is still sent, as Tcl's close flushes.
-    if (!this.out.idle || this.connection.pending > 0) this.endPolitely('kicked');
+    // What an access filter queued for it (a reason, a banner) is still sent, as Tcl's close flushes. A
+    // connection that cannot take writes yet (a WebSocket upgrade) is refused in its own way.
+    if (this.connection.writable && (!this.out.idle || this.connection.pending > 0)) this.endPolitely('kicked');
     else this.connection.refuse(reason);
   }
 

@@ -1,5 +1,5 @@
 import { isUtf8 } from 'node:buffer';
-import type { Decoder, MessageSink } from './framing';
+import type { Decoder, DecoderLimits, MessageSink } from './framing';
 
 /** WebSocket opcodes of data frames. */
 export const OPCODE_TEXT = 0x1;
@@ -79,19 +79,30 @@ export function messageFrames(message: Buffer, lines: boolean): Buffer {
 
 const NEWLINE_BUFFER = Buffer.from('\n');
 
+/** No limit: the transport (ws's `maxPayload`) bounds messages. */
+const UNLIMITED: DecoderLimits = { maxMessageBytes: Number.POSITIVE_INFINITY };
+
 /**
  * The decoder of a WebSocket client: each WebSocket message is one multiplexer message. In line framing a
  * message is a line (a trailing `\r?\n` dropped, so stream receivers get it with a plain `\n`); a message
- * with newlines inside is split into its lines. Otherwise the message's bytes are the message.
+ * with newlines inside is split into its lines. Otherwise the message's bytes are the message. A message (in
+ * line framing, a line without its terminator) longer than `maxMessageBytes` goes to `sink.overflow`
+ * instead: the transport's own bound lets a line's terminator through, and `config()` may lower the limit.
  */
 export class MessageDecoder implements Decoder {
   readonly bufferedBytes = 0;
 
-  constructor(private readonly lines: boolean) {}
+  /** @param limits read at every message, so a change to the limit applies at once */
+  constructor(
+    private readonly lines: boolean,
+    private readonly limits: DecoderLimits = UNLIMITED,
+  ) {}
 
   write(chunk: Buffer, sink: MessageSink): number {
+    const max = this.limits.maxMessageBytes;
     if (!this.lines) {
-      sink.message(chunk, chunk);
+      if (chunk.length > max) sink.overflow(chunk.length);
+      else sink.message(chunk, chunk);
       return chunk.length;
     }
     if (chunk.length === 0) {
@@ -105,6 +116,11 @@ export class MessageDecoder implements Decoder {
       let end = stop;
       if (end > start && chunk[end - 1] === CR) end -= 1;
       const payload = chunk.subarray(start, end);
+      if (payload.length > max) {
+        sink.overflow(payload.length);
+        start = stop + 1;
+        continue;
+      }
       const wire =
         newline === -1 || end !== stop ? Buffer.concat([payload, NEWLINE_BUFFER]) : chunk.subarray(start, stop + 1);
       start = stop + 1;
@@ -114,4 +130,36 @@ export class MessageDecoder implements Decoder {
   }
 
   end(): void {}
+}
+
+/** One frame found by {@link readFrames}: its opcode and its payload (a view of the bytes given). */
+export interface FrameView {
+  readonly opcode: number;
+  readonly payload: Buffer;
+}
+
+/**
+ * Reads back the frames this module built (unmasked, final, back to back) from `bytes`: what a connection
+ * needs to hand our pre-built frames, one message at a time, to a library that frames messages itself (when
+ * permessage-deflate is on). Throws on bytes that do not end at a frame boundary. Pure.
+ */
+export function readFrames(bytes: Buffer, into: FrameView[] = []): FrameView[] {
+  let at = 0;
+  while (at < bytes.length) {
+    if (bytes.length - at < 2) throw new RangeError(`a WebSocket frame header cut short at ${at}`);
+    let length = bytes[at + 1] & 0x7f;
+    let header = 2;
+    if (length === 126) {
+      length = bytes.readUInt16BE(at + 2);
+      header = 4;
+    } else if (length === 127) {
+      length = bytes.readUInt32BE(at + 2) * 2 ** 32 + bytes.readUInt32BE(at + 6);
+      header = 10;
+    }
+    const end = at + header + length;
+    if (end > bytes.length) throw new RangeError(`a WebSocket frame of ${length} bytes at ${at} runs past the end`);
+    into.push({ opcode: bytes[at] & 0x0f, payload: bytes.subarray(at + header, end) });
+    at = end;
+  }
+  return into;
 }

@@ -1,7 +1,9 @@
 import type { IncomingMessage } from 'node:http';
 import type { AddressInfo, Socket } from 'node:net';
 import type { ConnectionGate } from '../admission/gate';
+import type { Framing } from '../framing/framing';
 import type { Logger } from '../log';
+import type { Settings, TlsServerOptions } from '../options';
 import type { DenyReason, ExitReason } from '../types';
 
 /** What carries a client: TCP, TLS (over TCP or a Unix socket), a Unix socket, WebSocket (plain or TLS). */
@@ -88,6 +90,12 @@ export interface TransportHost {
   readonly log: Logger;
   /** True once `destroy()` began: new connections are refused. */
   readonly destroyed: boolean;
+  /** The settings in force (read them when needed: `config()` changes them at run time). */
+  readonly settings: Readonly<Settings>;
+  /** The framing in use (a WebSocket transport sizes and frames messages by it). */
+  readonly framing: Framing;
+  /** The multiplexer's own TLS options (its constructor's `tls`): the default of transports that listen. */
+  readonly tls: TlsServerOptions | undefined;
   /**
    * Takes a connection that passed the gate (and its handshake): the access filters run next. `pass` is
    * given back to the gate when the connection is gone.

@@ -19,13 +19,15 @@ function mtime(path: string): number {
   }
 }
 
-/** The newest modification time of the .ts files directly in `dir`. */
+/** The newest modification time of the .ts files in `dir` and its subdirectories (lib/transport, ...). */
 function newestSource(dir: string): number {
-  return Math.max(
-    ...readdirSync(dir)
-      .filter((name) => name.endsWith('.ts'))
-      .map((name) => mtime(join(dir, name))),
-  );
+  let newest = -1;
+  for (const entry of readdirSync(dir, { withFileTypes: true })) {
+    const path = join(dir, entry.name);
+    if (entry.isDirectory()) newest = Math.max(newest, newestSource(path));
+    else if (entry.name.endsWith('.ts')) newest = Math.max(newest, mtime(path));
+  }
+  return newest;
 }
 
 /** True when one of `outputs` is missing or older than a source file of lib/ or examples/. */
