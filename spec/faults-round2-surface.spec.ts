@@ -84,12 +84,15 @@ describe('SIGHUP (issue 8.11)', () => {
     const pattern = new PatternStream();
     const receiver = await PatternReceiver.connect(cli.port, pattern);
     receiver.socket.pause();
+    // A reader that keeps up shows when the server has read everything the sender sent: shutdown flushes
+    // what is queued for clients, not input the server has not read yet.
+    const witness = await PatternReceiver.connect(cli.port, pattern);
     const sender = await connectSocket(cli.port);
     await delay(200);
     // More than the kernel's buffers hold (about 4 MiB on loopback): the rest waits in the server's queue.
     const total = 8 * MiB;
     await sendPattern(sender, pattern, total);
-    await delay(300);
+    await witness.waitForBytes(total);
     cli.child.kill('SIGHUP');
     receiver.socket.resume();
     expect(await exitOf(cli)).toBe(0);
