@@ -453,11 +453,16 @@ const tlsReneg: Attack = {
       const cpu = cli.cpu();
       const begun = Date.now();
       const loop = async (socket: tls.TLSSocket): Promise<void> => {
+        // A server that cuts the connection mid-renegotiation never calls renegotiate()'s callback.
+        const cut = new Promise<Error>((resolve) =>
+          socket.once('close', () => resolve(new Error('connection closed'))),
+        );
         while (ctx.running(until) && !socket.destroyed) {
-          const error = await new Promise<Error | null>((resolve) => {
+          const renegotiated = new Promise<Error | null>((resolve) => {
             const started = socket.renegotiate({ rejectUnauthorized: true }, (err) => resolve(err ?? null));
             if (started === false) resolve(new Error('renegotiate() refused to start'));
           });
+          const error = await Promise.race([renegotiated, cut]);
           if (error === null) done += 1;
           else {
             failures += 1;
