@@ -34,6 +34,13 @@ const UNPROVEN_HOLD_MS = 50;
 /** A receiver written to this recently takes part in the broadcast: it counts as keeping up or behind. */
 const ACTIVE_MS = 1000;
 /**
+ * A receiver that fell behind the senders and read its way out counts as a slow reader this long, not as
+ * keeping up: while senders wait for the slowest of a slow majority the others drain in time, which does not
+ * make them faster than the senders (readers at 10, 15 and 20 MB/s under a 30 MB/s flood must not be cut one
+ * by one, slowest first).
+ */
+const SLOW_MEMORY_MS = 10_000;
+/**
  * How long a receiver that fell behind may hold senders back before it shows it reads, while no receiver that
  * keeps up is kept waiting by it: long enough for a slow reader's kernel to wake the writer the first time.
  */
@@ -224,7 +231,7 @@ export class FlowControl<M extends FlowMember> {
         !out.congested &&
         !out.lagging &&
         now - out.lastWriteAt <= ACTIVE_MS &&
-        now - out.provenAt > ACTIVE_MS &&
+        now - out.provenAt > SLOW_MEMORY_MS &&
         out.backlog <= halfMark
       ) {
         count += 1;
@@ -278,9 +285,21 @@ export class FlowControl<M extends FlowMember> {
         candidates.push(member);
       }
     }
+    // Readers that lagged as a minority and read on count too: when the others fall behind after them (their
+    // kernels took more first), the readers behind are a majority after all, and those hold senders again.
+    const reading: M[] = [];
+    for (const member of this.laggards) if (this.proven(member.out, now)) reading.push(member);
     // Only readers that showed they read make a majority (readers that never read cannot freeze anyone).
-    const keepingUp = candidates.length === 0 ? 0 : this.keepingUp(now, proven + 1);
-    const majority = proven > keepingUp;
+    const behind = proven + reading.length;
+    const keepingUp = candidates.length + reading.length === 0 ? 0 : this.keepingUp(now, behind + 1);
+    const majority = behind > keepingUp;
+    if (majority) {
+      for (const member of reading) {
+        this.unlag(member, now);
+        candidates.push(member);
+      }
+      proven = behind;
+    }
     const minority = candidates.length > 0 && !majority && keepingUp > 0;
     const holding = new Set<M>();
     let stalling = false;
@@ -328,6 +347,17 @@ export class FlowControl<M extends FlowMember> {
       clearInterval(this.watchdog);
       this.watchdog = null;
     }
+  }
+
+  /** A laggard that reads is one of a majority behind after all: it holds senders again, uncharged. */
+  private unlag(member: M, now: number): void {
+    const out = member.out;
+    out.lagging = false;
+    out.congested = true;
+    out.congestedSince = now;
+    out.lagReported = false;
+    this.laggards.delete(member);
+    this.congestion.add(member);
   }
 
   private lag(member: M): void {

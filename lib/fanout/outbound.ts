@@ -169,7 +169,7 @@ export class Outbound {
   /** A write completed. */
   onWritten(now: number): void {
     if (this.flights !== null) this.land();
-    if (this.congested) {
+    if (this.congested || this.lagging) {
       // The kernel wakes a writer in steps: a long gap, then a burst of completions. The typical gap keeps the
       // long ones, fading with time (half in 10 s), not with each completion of a burst.
       const gap = now - this.progressAt;

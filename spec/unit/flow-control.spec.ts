@@ -277,6 +277,41 @@ describe('FlowControl', () => {
     });
   });
 
+  describe('readers that fall behind one after another', () => {
+    it('lets a reader that lagged as a minority hold again, uncharged, once the readers behind are a majority', () => {
+      fixture = new Fixture(3);
+      const first = fixture.peer('first').fill(1_000_000);
+      const second = fixture.peer('second');
+      const third = fixture.peer('third');
+      const sender = fixture.sender('s');
+      run(STALL + 100, 20, () => first.drip()); // the others keep up: a minority, charged, then lagging
+      expect(first.out.lagging).toBe(true);
+      expect(sender.paused).toBe(false);
+      // Their kernels took more first: they fall behind too, and read, as the lagging one still does.
+      second.fill(1_000_000);
+      third.fill(1_000_000);
+      run(200, 20, () => [first, second, third].forEach((receiver) => receiver.drip()));
+      expect(first.out.lagging).toBe(false);
+      expect(first.out.congested).toBe(true);
+      expect(fixture.flow.holding).toBe(true);
+      fixture.flow.holdSender(sender);
+      expect(sender.paused).toBe(true);
+      run(2000, 20, () => [first, second, third].forEach((receiver) => receiver.drip()));
+      expect([first, second, third].map((receiver) => receiver.out.lagging)).toEqual([false, false, false]);
+      expect(fixture.flow.holding).toBe(true);
+    });
+
+    it('leaves a lagging reader lagging while the others keep up', () => {
+      fixture = new Fixture(4);
+      const slow = fixture.peer('slow').fill(1_000_000);
+      run(STALL + 100, 20, () => slow.drip());
+      expect(slow.out.lagging).toBe(true);
+      run(2000, 20, () => slow.drip());
+      expect(slow.out.lagging).toBe(true);
+      expect(fixture.flow.holding).toBe(false);
+    });
+  });
+
   describe('a receiver that stops completing writes', () => {
     // Alone, nobody keeps up and nobody waits because of it: it holds senders for 2 s at most before it shows
     // it reads while behind (a slow reader's kernel wakes the writer the first time by then); not charged.
