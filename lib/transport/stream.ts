@@ -86,17 +86,7 @@ export class StreamConnection implements Connection {
   }
 
   write(views: readonly Buffer[]): void {
-    const socket = this.socket;
-    const done = (this.written ??= () => this.owner?.onWritten());
-    const count = views.length;
-    if (count === 1) {
-      socket.write(views[0], done);
-      return;
-    }
-    socket.cork();
-    for (let i = 0; i < count - 1; i += 1) socket.write(views[i]);
-    socket.write(views[count - 1], done);
-    socket.uncork();
+    writeViews(this.socket, views, (this.written ??= () => this.owner?.onWritten()));
   }
 
   encode(message: Buffer): Buffer {
@@ -158,4 +148,17 @@ export class StreamConnection implements Connection {
     this.written = null;
     owner?.onClose();
   }
+}
+
+/** Writes `views` as one system call (corked when more than one); `done` once the last is written. */
+export function writeViews(socket: Socket, views: readonly Buffer[], done: () => void): void {
+  const count = views.length;
+  if (count === 1) {
+    socket.write(views[0], done);
+    return;
+  }
+  socket.cork();
+  for (let i = 0; i < count - 1; i += 1) socket.write(views[i]);
+  socket.write(views[count - 1], done);
+  socket.uncork();
 }

@@ -32,6 +32,7 @@ import {
   type TransportHost,
   type TransportKind,
 } from './connection';
+import { writeViews } from './stream';
 
 /** permessage-deflate settings (those of `ws`'s `perMessageDeflate` that a server sets). */
 export interface CompressionOptions {
@@ -213,15 +214,7 @@ function onWebSocketError(this: OwnedWebSocket, error: Error & { code?: string }
  */
 function writeFrames(ws: WebSocket, socket: net.Socket, views: readonly Buffer[], done: () => void): void {
   if (ws.extensions === '' && ws.readyState === WebSocket.OPEN && ws.bufferedAmount === socket.writableLength) {
-    const count = views.length;
-    if (count === 1) {
-      socket.write(views[0], done);
-      return;
-    }
-    socket.cork();
-    for (let i = 0; i < count - 1; i += 1) socket.write(views[i]);
-    socket.write(views[count - 1], done);
-    socket.uncork();
+    writeViews(socket, views, done);
     return;
   }
   const frames: FrameView[] = [];
