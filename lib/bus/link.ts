@@ -342,6 +342,9 @@ export class BusLink implements BusListener {
     const bytes = encodeFrame(frame);
     this.outbox.push({ bytes, messages: envelopes.length, at: Date.now() });
     this.stats.outboxBytes += bytes.length;
+    // With nothing in flight, a bus that is up takes the frame at once, however large: it does not wait, so
+    // it is not the outbox's to shed (a turn larger than outboxBytes would otherwise be lost on a healthy bus).
+    if (this.inFlight === 0) this.pump();
     this.shedOld();
     this.checkHold(Date.now());
   }
