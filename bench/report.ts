@@ -124,6 +124,25 @@ export function markdown(
     );
   }
 
+  const cluster = ordered(summaries, ['cluster'], peers);
+  if (cluster.length > 0) {
+    lines.push('## Clusters', '');
+    lines.push(
+      '`cluster-redis:K:N:B`, `cluster-nats:K:N:B`: K nodes joined by a private redis-server or nats-server started for the run, N clients on each (the first N on node 0), all sending B-byte lines (window 8, one per turn) and each receiving from all the others, as `all:K*N:B` does on one node. Cross-node: deliveries from a sender on another node; same-node: from one on the receiver’s node. Server CPU: the nodes and the broker together. Lost: expected deliveries not received, over all runs.',
+      '',
+    );
+    lines.push(
+      '| case | peer | runs (bad) | deliveries/s | spread | p50 µs | p99 µs | cross-node p50 µs | cross-node p99 µs | same-node p50 µs | same-node p99 µs | lost | server CPU s / M deliveries | server cores | gen cores |',
+    );
+    lines.push('|---|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|');
+    for (const s of cluster) {
+      lines.push(
+        `| ${s.case} | ${s.peer} | ${s.runs} (${s.bad}) | ${rateText(s.deliveriesPerS)} | ${fmt(s.spread, 2)} | ${fmt(s.p50Us)} | ${fmt(s.p99Us)} | ${fmt(s.crossP50Us)} | ${fmt(s.crossP99Us)} | ${fmt(s.sameP50Us)} | ${fmt(s.sameP99Us)} | ${fmt(s.lost)} | ${fmt(s.cpuPerM, 3)} | ${fmt(s.serverCores, 2)} | ${fmt(s.genCores, 2)} |`,
+      );
+    }
+    lines.push('');
+  }
+
   const mem = ordered(summaries, ['mem'], peers);
   if (mem.length > 0) {
     lines.push('## Memory per idle connection', '');

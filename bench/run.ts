@@ -25,7 +25,17 @@ import {
 } from './cases';
 import { type WsClientKind, defaultWorkers } from './gen-shared';
 import { type GenResult, failedResult, parseGenArgs } from './generator';
-import { BUILTIN_PEERS, type PeerSpec, type RunningPeer, extraPeers, startPeer } from './peers';
+import {
+  BUILTIN_PEERS,
+  CLUSTER_PEERS,
+  type PeerSpec,
+  RunningCluster,
+  type RunningPeer,
+  brokerMissing,
+  extraPeers,
+  startCluster,
+  startPeer,
+} from './peers';
 import { rssKiB } from './procfs';
 import { markdown, type ReportMeta, svg } from './report';
 import { type RunRecord, summarize } from './stats';
@@ -100,8 +110,9 @@ function serverExited(peer: RunningPeer, when = ''): string {
   return `server exited${when} (code ${peer.child.exitCode}, signal ${peer.child.signalCode}; see ${peer.logFile})`;
 }
 
-/** Whether `spec` takes `benchCase`'s kind and clients. */
+/** Whether `spec` takes `benchCase`'s kind and clients (a cluster case: its broker, with clients of its own). */
 function takes(spec: PeerSpec, benchCase: BenchCase): boolean {
+  if (benchCase.kind === 'cluster') return spec.cluster?.brokers.includes(benchCase.broker) === true;
   return spec.kinds.includes(benchCase.kind) && serves(spec.nets, benchCase);
 }
 
@@ -154,7 +165,7 @@ class Bench {
       '--proto',
       peer.spec.proto,
       '--server-pid',
-      String(peer.pid),
+      peer.pids.join(','),
       '--workers',
       String(settings.workers),
       '--tag',
@@ -162,6 +173,7 @@ class Bench {
       ...generatorArgs(benchCase, settings.durationS),
       ...(peer.spec.stripPrefix ? ['--strip-prefix'] : []),
       ...this.wsArgs(peer.spec, peer.port, benchCase),
+      ...this.clusterArgs(peer, benchCase),
     ];
     const child = spawnTracked(process.execPath, [join(__dirname, 'generator.js'), ...args], {
       stdio: ['ignore', 'pipe', 'pipe'],
@@ -235,6 +247,22 @@ class Bench {
     return ['--ws-proto', spec.wsProto, '--ws-port', String(spec.wsPort(port)), '--ws-client', this.settings.wsClient];
   }
 
+  /**
+   * A cluster case's generator options: the port of each node (the clients split evenly, the first share on
+   * the first node), and for a peer of WebSocket clients only, every client over WebSocket.
+   */
+  clusterArgs(peer: RunningPeer, benchCase: BenchCase): string[] {
+    if (benchCase.kind !== 'cluster' || !(peer instanceof RunningCluster)) return [];
+    const ports = peer.ports.join(',');
+    const args = ['--ports', ports];
+    const spec = peer.spec;
+    if (spec.wsProto !== null && !spec.nets.includes('tcp')) {
+      args.push('--ws-proto', spec.wsProto, '--ws-ports', ports, '--ws-clients', String(benchCase.clients));
+      args.push('--ws-client', this.settings.wsClient);
+    }
+    return args;
+  }
+
   deadPeer(spec: PeerSpec, benchCase: BenchCase, rep: number, why: string): void {
     const args = [
       '--port',
@@ -299,7 +327,10 @@ class Bench {
         const port = this.nextPort(this.settings.portBase + (benchCase.kind === 'mem' ? 100 : 200));
         let peer: RunningPeer;
         try {
-          peer = await startPeer(spec, port, this.workDir);
+          peer =
+            benchCase.kind === 'cluster'
+              ? await startCluster(spec, benchCase, this.workDir)
+              : await startPeer(spec, port, this.workDir);
         } catch (error) {
           this.deadPeer(spec, benchCase, rep, (error as Error).message);
           continue;
@@ -333,7 +364,7 @@ async function main(): Promise<number> {
   installCleanup();
   const started = Date.now();
   const settings = readSettings(process.env);
-  const all = [...BUILTIN_PEERS, ...extraPeers(process.env.BENCH_EXTRA_PEERS)];
+  const all = [...BUILTIN_PEERS, ...CLUSTER_PEERS, ...extraPeers(process.env.BENCH_EXTRA_PEERS)];
   const wanted = settings.peers ?? all.map((p) => p.name);
   const unknown = wanted.filter((name) => !all.some((p) => p.name === name));
   if (unknown.length > 0)
@@ -347,7 +378,7 @@ async function main(): Promise<number> {
       skipped.push({ name: spec.name, reason: 'not in BENCH_PEERS' });
       continue;
     }
-    if (!settings.cases.some((c) => serves(spec.nets, c))) {
+    if (!settings.cases.some((c) => (c.kind === 'cluster' ? takes(spec, c) : serves(spec.nets, c)))) {
       skipped.push({ name: spec.name, reason: `takes none of the cases run (${spec.nets.join(', ')} cases only)` });
       continue;
     }
@@ -373,17 +404,26 @@ async function main(): Promise<number> {
       `bench: warning: load average ${load[0].toFixed(2)} on ${cpus().length} cores: figures will be noisy\n`,
     );
 
+  for (const benchCase of settings.cases) {
+    const why = benchCase.kind === 'cluster' ? brokerMissing(benchCase.broker) : null;
+    if (why !== null) throw new RangeError(`case ${benchCase.name} needs its broker: ${why}`);
+  }
   const bench = new Bench(settings, workDir, resultsDir);
   let ran: PeerSpec[] = available;
   const throughputCases = settings.cases.filter(isThroughput);
-  if (throughputCases.length > 0) ran = await bench.throughput(available, throughputCases, skipped);
+  // Cluster peers run cluster cases only, on nodes started per run: no long-running server of theirs.
+  const clusterPeers = available.filter((spec) => spec.cluster !== undefined);
+  if (throughputCases.length > 0) {
+    const single = available.filter((spec) => spec.cluster === undefined);
+    ran = [...(await bench.throughput(single, throughputCases, skipped)), ...clusterPeers];
+  }
   for (const benchCase of settings.cases.filter((c) => !isThroughput(c))) {
     await bench.fresh(ran, benchCase, benchCase.kind === 'hold' ? settings.holdReps : settings.reps);
   }
   await bench.close();
 
   const summaries = summarize(bench.records);
-  const builtin = new Set(BUILTIN_PEERS.map((p) => p.name));
+  const builtin = new Set([...BUILTIN_PEERS, ...CLUSTER_PEERS].map((p) => p.name));
   const targets = checkTargets(
     summaries,
     ran.filter((p) => !builtin.has(p.name)).map((p) => p.name),
