@@ -110,7 +110,8 @@ export function checkTargets(summaries: readonly Summary[], references: readonly
 /**
  * Cluster cases (`cluster-redis:K:N:B`, `cluster-nats:K:N:B`), in one run: the K-node cluster at least half
  * the deliveries/s of one node with all the clients (`all:K*N:B` on mux), cross-node p50 within 3 ms, no
- * delivery lost, and on Redis at least 5 times socket.io with its Redis adapter on the same job.
+ * delivery lost, and on Redis at least 5 times socket.io with its Redis adapter on the same job. Paced cases
+ * (`...:RATE`) check latency and loss only: the unpaced load saturates the machine, so its latency is queueing.
  */
 function clusterTargets(summaries: readonly Summary[], cases: readonly string[]): TargetCheck[] {
   const out: TargetCheck[] = [];
@@ -120,14 +121,6 @@ function clusterTargets(summaries: readonly Summary[], cases: readonly string[])
     if (benchCase.kind !== 'cluster') continue;
     const single = `all:${benchCase.clients}:${benchCase.size}`;
     const mux = find(summaries, c, 'mux-cluster');
-    out.push(
-      check(
-        `${c}: deliveries/s mux-cluster / mux in ${single} (one node)`,
-        ratio(rate(c, 'mux-cluster'), rate(single, 'mux')),
-        '>=',
-        0.5,
-      ),
-    );
     const p50 = mux?.crossP50Us ?? null;
     out.push({
       ...check(`${c}: cross-node p50 latency mux-cluster, ms`, p50 === null ? null : p50 / 1000, '<=', 3),
@@ -137,6 +130,16 @@ function clusterTargets(summaries: readonly Summary[], cases: readonly string[])
       ...check(`${c}: deliveries lost mux-cluster (all runs)`, mux?.lost ?? null, '<=', 0),
       digits: 0,
     });
+    // Throughput targets on the unpaced load only: a paced one measures latency.
+    if (benchCase.rate > 0) continue;
+    out.push(
+      check(
+        `${c}: deliveries/s mux-cluster / mux in ${single} (one node)`,
+        ratio(rate(c, 'mux-cluster'), rate(single, 'mux')),
+        '>=',
+        0.5,
+      ),
+    );
     if (benchCase.broker === 'redis')
       out.push(
         check(
