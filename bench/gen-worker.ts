@@ -636,7 +636,8 @@ function pump(): void {
       }
       if (m !== NO_MINIMUM) allowed = Math.min(allowed, m + cfg.window - done);
     }
-    if (cfg.rate > 0) allowed = Math.min(allowed, Math.floor(((now - runStart) * cfg.rate) / 1e9) + 1 - done);
+    // Paced senders start a fraction of a period apart (sender s at s/S of it), not all at once in bursts.
+    if (cfg.rate > 0) allowed = Math.min(allowed, Math.floor(((now - runStart) * cfg.rate) / 1e9 + 1 - s / S) - done);
     if (allowed <= 0) continue;
     if (!stamped) {
       timeDigits(now, timeBuf);
