@@ -5,7 +5,10 @@
  * `hold:N` N concurrent clients held with broadcast working; `rooms:N:B:R` the `all:N:B` load spread over R
  * rooms (client i in room i % R, joined with a first line `/room <i % R>`), each message going to the other
  * members of its sender's room only; `fwd:N:B` the `all:N:B` load against a server with a forward filter
- * registered (run by the peers made for it).
+ * registered (run by the peers made for it); `cluster-redis:K:N:B` and `cluster-nats:K:N:B` the `all:K*N:B`
+ * load on a cluster of K nodes joined by a private redis-server or nats-server the bench starts for the run,
+ * N clients on each node, every client receiving from all the others (same-node and cross-node latency apart);
+ * with a fourth number R, each client sends R messages/s (latency off saturation).
  *
  * Prefixed `ws-`, every client speaks WebSocket (text frames of lines without their newline, or the
  * peer's own WebSocket protocol); prefixed `mix-`, a room of both: the first half of the clients (or
@@ -29,7 +32,21 @@ export type BenchCase = CaseBase &
     | { readonly kind: 'paced'; readonly receivers: number; readonly size: number; readonly rate: number }
     | { readonly kind: 'mem'; readonly clients: number }
     | { readonly kind: 'hold'; readonly clients: number }
+    | {
+        readonly kind: 'cluster';
+        readonly broker: ClusterBroker;
+        readonly nodes: number;
+        /** Clients on each node. */
+        readonly perNode: number;
+        readonly clients: number;
+        readonly size: number;
+        /** Messages per second per client (paced, for latency off saturation); 0: as fast as the window allows. */
+        readonly rate: number;
+      }
   );
+
+/** What joins the nodes of a cluster case: a private redis-server or nats-server started for the run. */
+export type ClusterBroker = 'redis' | 'nats';
 
 export type CaseKind = BenchCase['kind'];
 
@@ -39,7 +56,8 @@ export const PLAIN_KINDS: readonly CaseKind[] = ['dedicated', 'all', 'paced', 'm
 export const DEFAULT_CASES =
   'd:10:64 d:10:1024 d:100:64 d:100:1024 d:1000:64 d:1000:1024 all:100:64 rooms:100:64:10 fwd:100:64 paced:100:64 ' +
   'mem:1000 hold:10000 ' +
-  'ws-all:100:64 ws-d:1000:64 mix-all:100:64 ws-mem:1000';
+  'ws-all:100:64 ws-d:1000:64 mix-all:100:64 ws-mem:1000 ' +
+  'cluster-redis:2:50:64 cluster-nats:2:50:64 cluster-redis:2:50:64:10 cluster-nats:2:50:64:10';
 
 /** All-mode flow control, as in the issue's measurements: 8 messages ahead at most, one per turn. */
 export const ALL_WINDOW = 8;
@@ -51,10 +69,17 @@ export function parseCase(text: string): BenchCase {
   const bad = (): never => {
     throw new RangeError(
       `bad case ${text}: d:N:B, all:N:B, paced:N:B[:RATE], mem:N or hold:N, optionally prefixed ws- or mix-; ` +
-        'rooms:N:B:ROOMS (at least 2 clients per room) or fwd:N:B',
+        'rooms:N:B:ROOMS (at least 2 clients per room), fwd:N:B, cluster-redis:NODES:N:B[:RATE] or cluster-nats:NODES:N:B[:RATE]',
     );
   };
   if (nums.some((n) => !Number.isInteger(n) || n <= 0)) bad();
+  const cluster = /^cluster-(redis|nats)$/.exec(parts[0]);
+  if (cluster !== null) {
+    if ((nums.length !== 3 && nums.length !== 4) || nums[0] < 2) bad();
+    const [nodes, perNode, size, rate = 0] = nums;
+    const broker = cluster[1] as ClusterBroker;
+    return { kind: 'cluster', name: text, net: 'tcp', broker, nodes, perNode, clients: nodes * perNode, size, rate };
+  }
   const prefix = /^(ws|mix)-/.exec(parts[0]);
   const net: CaseNet = prefix === null ? 'tcp' : (prefix[1] as CaseNet);
   const name = text;
@@ -137,6 +162,8 @@ function loadArgs(c: BenchCase, durationS: number): string[] {
     case 'all':
     case 'fwd':
       return allArgs(c.clients, c.size, durationS);
+    case 'cluster':
+      return [...allArgs(c.clients, c.size, durationS), ...(c.rate > 0 ? ['--rate', String(c.rate)] : [])];
     case 'rooms':
       return [...allArgs(c.clients, c.size, durationS), '--rooms', String(c.rooms)];
     case 'paced':
@@ -220,6 +247,7 @@ export function connectionsOf(c: BenchCase): number {
     case 'rooms':
     case 'fwd':
     case 'mem':
+    case 'cluster':
       return c.clients;
     case 'hold':
       return c.clients + 1;

@@ -37,8 +37,8 @@ export interface GenConfig {
   readonly idleTimeoutMs: number;
   /** After warm-up, hold the connections idle this long, then read the server's RSS. */
   readonly holdMs: number;
-  /** The server's PID, for its CPU time and RSS; 0 if unknown. */
-  readonly serverPid: number;
+  /** The server's PIDs (every process of a cluster: nodes and broker), for CPU time and RSS; empty if unknown. */
+  readonly serverPids: readonly number[];
   /** Lines come back as `nick: <message>`: check what follows the first `: `. */
   readonly stripPrefix: boolean;
   readonly workers: number;
@@ -49,6 +49,12 @@ export interface GenConfig {
   readonly wsProto: ProtocolName | null;
   /** Port of the WebSocket clients (the same as `port` unless the server has one of each). */
   readonly wsPort: number;
+  /**
+   * A cluster: the TCP port of each node (`port` is the first), and of its WebSocket clients; client i
+   * (all-mode) or receiver i is on node {@link nodeOf}. One node: `[port]` and `[wsPort]`.
+   */
+  readonly ports: readonly number[];
+  readonly wsPorts: readonly number[];
   /** Receivers (all-mode: clients) that speak WebSocket: the first `wsClients`; the others speak `proto`. */
   readonly wsClients: number;
   /** Dedicated senders that speak WebSocket: the first `wsSenders`. */
@@ -142,6 +148,11 @@ export interface WorkerInit {
   readonly shared: SharedBuffers;
 }
 
+/** The node of client (all-mode) or receiver `index` of `clients` on `nodes` nodes: the first share on node 0. */
+export function nodeOf(index: number, clients: number, nodes: number): number {
+  return Math.min(nodes - 1, Math.floor((index * nodes) / clients));
+}
+
 /** Which worker owns a client index (receiver and, in `all` mode, its sender) or a sender. */
 export function ownerOf(index: number, workers: number): number {
   return index % workers;
@@ -169,6 +180,9 @@ export interface WorkerStats {
   readonly errors: readonly string[];
   readonly histogram: Uint32Array;
   readonly maxUs: number;
+  /** On a cluster: latency of deliveries from a sender on another node, and on the receiver's own node. */
+  readonly crossHistogram: Uint32Array;
+  readonly sameHistogram: Uint32Array;
 }
 
 export type WorkerMessage =

@@ -23,6 +23,7 @@ import {
   type WorkerMessage,
   type WorkerStats,
   NO_MINIMUM,
+  nodeOf,
   ownerOf,
   roomLine,
   roomOf,
@@ -141,6 +142,10 @@ let phase = PHASE_SETUP;
 let runStart = 0;
 
 const histogram = new Histogram();
+/** Nodes of a cluster (1: one server); with more, cross-node and same-node deliveries are timed apart too. */
+const NODES = cfg.ports.length;
+const crossHistogram = new Histogram();
+const sameHistogram = new Histogram();
 let deliveries = 0;
 let reportedDeliveries = 0;
 let gaps = 0;
@@ -205,6 +210,17 @@ class Conn implements FrameSink {
     readonly ownSid: number,
     readonly wire: Wire,
   ) {}
+
+  /** The node this connection is on (a cluster: all-mode), by its client index. */
+  get node(): number {
+    return nodeOf(Math.max(0, this.ownSid >= 0 ? this.ownSid : this.sid), cfg.receivers, NODES);
+  }
+
+  /** The port it connects to: its wire's, or on a cluster its node's. */
+  get port(): number {
+    if (NODES === 1) return this.wire.port;
+    return (this.wire === tcpWire ? cfg.ports : cfg.wsPorts)[this.node];
+  }
 
   get role(): Role {
     return { receives: this.ridx >= 0, sends: this.sid >= 0 };
@@ -371,7 +387,7 @@ function open(c: Conn): void {
   const w = c.wire;
   const socket = net.connect({
     host: cfg.host,
-    port: w.port,
+    port: c.port,
     noDelay: true,
     onread: { buffer: readBuffer, callback: (n: number) => onRead(c, n) },
   });
@@ -379,7 +395,7 @@ function open(c: Conn): void {
   socket.once('connect', () => {
     connecting -= 1;
     const role = c.role;
-    let hello = w.protocol.handshake(role, cfg.mode !== 'all', `${cfg.host}:${w.port}`);
+    let hello = w.protocol.handshake(role, cfg.mode !== 'all', `${cfg.host}:${c.port}`);
     if (R > 0) hello = Buffer.concat([Buffer.from(roomLine(roomOf(c.ownSid, R))), hello]);
     if (hello.length > 0) socket.write(hello);
     if (!w.protocol.awaitsReady(role)) c.ready();
@@ -392,7 +408,7 @@ function open(c: Conn): void {
 function openLibrary(c: Conn): void {
   const expectBinary = c.wire.protocol.name === 'ws-binary';
   let opened = false;
-  c.link = connectLibrary(c.wire.protocol.name, cfg.host, c.wire.port, {
+  c.link = connectLibrary(c.wire.protocol.name, cfg.host, c.port, {
     open() {
       opened = true;
       connecting -= 1;
@@ -529,7 +545,12 @@ function deliver(c: Conn, buf: Buffer, at: number, now: number): void {
     noteError(`receiver ${c.ridx}@${me}: sender ${sid} seq ${seq} again or late, expected ${expected}`);
     return;
   }
-  histogram.record(now - readTime(buf, at));
+  const latency = now - readTime(buf, at);
+  histogram.record(latency);
+  if (NODES > 1) {
+    if (nodeOf(sid, cfg.receivers, NODES) === nodeOf(c.ownSid, cfg.receivers, NODES)) sameHistogram.record(latency);
+    else crossHistogram.record(latency);
+  }
 }
 
 function recomputeMin(sid: number, notify: boolean): void {
@@ -615,7 +636,8 @@ function pump(): void {
       }
       if (m !== NO_MINIMUM) allowed = Math.min(allowed, m + cfg.window - done);
     }
-    if (cfg.rate > 0) allowed = Math.min(allowed, Math.floor(((now - runStart) * cfg.rate) / 1e9) + 1 - done);
+    // Paced senders start a fraction of a period apart (sender s at s/S of it), not all at once in bursts.
+    if (cfg.rate > 0) allowed = Math.min(allowed, Math.floor(((now - runStart) * cfg.rate) / 1e9 + 1 - s / S) - done);
     if (allowed <= 0) continue;
     if (!stamped) {
       timeDigits(now, timeBuf);
@@ -708,6 +730,8 @@ function result(): WorkerStats {
     errors,
     histogram: histogram.counts,
     maxUs: histogram.maxUs,
+    crossHistogram: crossHistogram.counts,
+    sameHistogram: sameHistogram.counts,
   };
 }
 

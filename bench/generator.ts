@@ -57,6 +57,11 @@ export interface GenResult extends GenIdentity {
   readonly lat_p50_us: number;
   readonly lat_p99_us: number;
   readonly lat_max_us: number;
+  /** A cluster (--ports): latency of cross-node deliveries (sender on another node) and same-node ones; else -1. */
+  readonly lat_cross_p50_us: number;
+  readonly lat_cross_p99_us: number;
+  readonly lat_same_p50_us: number;
+  readonly lat_same_p99_us: number;
   /** CPU seconds of the generator process (all threads) during the measured run. */
   readonly gen_cpu_s: number;
   /** CPU seconds of the server during the measured run; -1 if unknown. */
@@ -99,6 +104,8 @@ export function parseGenArgs(argv: string[]): GenConfig {
       tag: { type: 'string', default: '' },
       'ws-proto': { type: 'string' },
       'ws-port': { type: 'string' },
+      ports: { type: 'string' },
+      'ws-ports': { type: 'string' },
       'ws-clients': { type: 'string' },
       'ws-senders': { type: 'string' },
       'ws-client': { type: 'string', default: 'own' },
@@ -143,9 +150,18 @@ export function parseGenArgs(argv: string[]): GenConfig {
   if (wsClient !== 'own' && wsClient !== 'library')
     throw new RangeError(`--ws-client must be own or library; got ${wsClient}`);
   const port = int('port', values.port, 1);
+  const wsPort = values['ws-port'] === undefined ? port : int('ws-port', values['ws-port'], 1);
+  const list = (name: string, text: string | undefined, fallback: number): number[] =>
+    text === undefined ? [fallback] : text.split(',').map((word) => int(name, word, 1));
+  const ports = list('ports', values.ports, port);
+  // A cluster's WebSocket clients go to the nodes' ports unless told.
+  const wsPorts =
+    values['ws-ports'] === undefined && ports.length > 1 ? ports : list('ws-ports', values['ws-ports'], wsPort);
+  if (wsPorts.length !== ports.length) throw new RangeError('--ws-ports: one per node of --ports');
+  if (ports.length > 1 && mode !== 'all') throw new RangeError('--ports (a cluster) goes with --mode all');
   return {
     host: values.host ?? '127.0.0.1',
-    port,
+    port: ports[0],
     proto,
     mode,
     receivers,
@@ -164,13 +180,18 @@ export function parseGenArgs(argv: string[]): GenConfig {
         ? 60_000 + receivers * 10
         : num('setup-timeout', values['setup-timeout']) * 1000,
     holdMs: num('hold', values.hold) * 1000,
-    serverPid: int('server-pid', values['server-pid'], 0),
+    serverPids: (values['server-pid'] ?? '0')
+      .split(',')
+      .map((word) => int('server-pid', word, 0))
+      .filter((pid) => pid > 0),
     stripPrefix: values['strip-prefix'] ?? false,
     workers: Math.min(int('workers', values.workers, 1), receivers),
     connectConcurrency: int('connect-concurrency', values['connect-concurrency'], 1),
     tag: values.tag ?? '',
     wsProto,
-    wsPort: values['ws-port'] === undefined ? port : int('ws-port', values['ws-port'], 1),
+    wsPort: wsPorts[0],
+    ports,
+    wsPorts,
     wsClients,
     wsSenders: mode === 'all' ? 0 : wsSenders,
     wsClient,
@@ -261,9 +282,24 @@ const NOT_MEASURED: Measured = {
   lat_p50_us: 0,
   lat_p99_us: 0,
   lat_max_us: 0,
+  lat_cross_p50_us: -1,
+  lat_cross_p99_us: -1,
+  lat_same_p50_us: -1,
+  lat_same_p99_us: -1,
   gen_cpu_s: 0,
   server_cpu_s: -1,
 };
+
+/** The sum of `read` over every PID (a cluster's processes), or -1 when one cannot be read. */
+function total(pids: readonly number[], read: (pid: number) => number): number {
+  let sum = 0;
+  for (const pid of pids) {
+    const value = read(pid);
+    if (value < 0) return -1;
+    sum += value;
+  }
+  return pids.length > 0 ? sum : -1;
+}
 
 function sum(values: Int32Array): number {
   let total = 0;
@@ -308,11 +344,11 @@ export async function generate(config: GenConfig): Promise<GenResult> {
     if (config.holdMs > 0) {
       process.stderr.write('READY\n');
       await sleep(config.holdMs);
-      serverRss = rssKiB(config.serverPid);
+      serverRss = total(config.serverPids, rssKiB);
     }
     if (config.durationMs > 0) {
       const cpu0 = process.cpuUsage();
-      const serverCpu0 = cpuSeconds(config.serverPid);
+      const serverCpu0 = total(config.serverPids, cpuSeconds);
       const start = nowNs(epoch);
       workers.post({ type: 'run', startNs: start });
       let last = 0;
@@ -347,7 +383,7 @@ export async function generate(config: GenConfig): Promise<GenResult> {
         await sleep(5);
       }
       const cpu = process.cpuUsage(cpu0);
-      const serverCpu1 = cpuSeconds(config.serverPid);
+      const serverCpu1 = total(config.serverPids, cpuSeconds);
       let end = start;
       for (let w = 0; w < config.workers; w += 1) end = Math.max(end, shared.lastRx[w]);
       const delivered = sum(shared.delivered);
@@ -379,6 +415,8 @@ export async function generate(config: GenConfig): Promise<GenResult> {
   }
   await workers.terminate();
   const histogram = new Histogram();
+  const cross = new Histogram();
+  const same = new Histogram();
   let lost = 0;
   let gaps = 0;
   let backsteps = 0;
@@ -389,6 +427,8 @@ export async function generate(config: GenConfig): Promise<GenResult> {
     const h = new Histogram(stats.histogram);
     h.maxUs = stats.maxUs;
     histogram.add(h);
+    cross.add(new Histogram(stats.crossHistogram));
+    same.add(new Histogram(stats.sameHistogram));
     lost += stats.lost;
     gaps += stats.gaps;
     backsteps += stats.backsteps;
@@ -422,10 +462,26 @@ export async function generate(config: GenConfig): Promise<GenResult> {
     lat_p50_us: histogram.percentile(0.5),
     lat_p99_us: histogram.percentile(0.99),
     lat_max_us: histogram.maxUs,
+    ...clusterLatency(config, cross, same),
     server_rss_kb: serverRss,
     setup_s: round(setupSeconds, 3),
     ok,
     errors: errors.slice(0, 8),
+  };
+}
+
+/** Cross-node and same-node latency percentiles of a cluster run (-1 on one node, or with none of the kind). */
+function clusterLatency(
+  config: GenConfig,
+  cross: Histogram,
+  same: Histogram,
+): Pick<GenResult, 'lat_cross_p50_us' | 'lat_cross_p99_us' | 'lat_same_p50_us' | 'lat_same_p99_us'> {
+  const of = (h: Histogram, p: number): number => (config.ports.length > 1 && h.total > 0 ? h.percentile(p) : -1);
+  return {
+    lat_cross_p50_us: of(cross, 0.5),
+    lat_cross_p99_us: of(cross, 0.99),
+    lat_same_p50_us: of(same, 0.5),
+    lat_same_p99_us: of(same, 0.99),
   };
 }
 

@@ -9,6 +9,10 @@
  *
  * WebSocket cases (`ws-`, `mix-`): the CLI with `--ws-port` (`mux-ws`), a naive and a
  * corked `ws` loop, and socket.io 4. A peer runs the cases whose clients it takes (`nets`).
+ *
+ * Cluster cases (`cluster-redis:`, `cluster-nats:`): K CLI nodes joined by `--bus` (`mux-cluster`), and
+ * socket.io 4 with @socket.io/redis-adapter (`socketio-redis`, redis only), each node on a port of its own,
+ * joined by a private redis-server or nats-server started on a free port for the run and stopped by PID.
  */
 import { type ChildProcess, spawnSync } from 'node:child_process';
 import { closeSync, existsSync, openSync, writeFileSync } from 'node:fs';
@@ -16,7 +20,7 @@ import * as net from 'node:net';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { spawnTracked, stopChild } from './children';
-import { type CaseKind, type CaseNet, PLAIN_KINDS } from './cases';
+import { type BenchCase, type CaseKind, type CaseNet, type ClusterBroker, PLAIN_KINDS } from './cases';
 import type { ProtocolName } from './protocols';
 
 export interface PeerSpec {
@@ -43,6 +47,15 @@ export interface PeerSpec {
   unavailable(): string | null;
   /** The command that serves on 127.0.0.1:`port`. */
   command(port: number, workDir: string): { file: string; args: string[] };
+  /** A peer of cluster cases: the brokers it joins its nodes with, and the command of node `index`. */
+  readonly cluster?: ClusterPeer;
+}
+
+/** How a peer runs as a cluster of nodes on one broker. */
+export interface ClusterPeer {
+  readonly brokers: readonly ClusterBroker[];
+  /** Node `index` serving on 127.0.0.1:`port` (its WebSocket clients on the same port), joined by `busUrl`. */
+  node(port: number, index: number, busUrl: string): { file: string; args: string[] };
 }
 
 /** A peer with a TCP and a WebSocket port takes its WebSocket clients this far above its TCP port. */
@@ -254,6 +267,62 @@ export const BUILTIN_PEERS: readonly PeerSpec[] = [
   },
 ];
 
+/** Fields of a cluster peer that are not about one server (it never runs the other cases). */
+const CLUSTER_ONLY = {
+  wsPort: (port: number) => port,
+  kinds: ['cluster'] as const,
+  stripPrefix: false,
+  slowAccept: null,
+  command: (): never => {
+    throw new Error('a cluster peer starts nodes (startCluster), not one server');
+  },
+};
+
+/** Cluster peers: the CLI joined by --bus, and socket.io with the Redis adapter. */
+export const CLUSTER_PEERS: readonly PeerSpec[] = [
+  {
+    ...CLUSTER_ONLY,
+    name: 'mux-cluster',
+    proto: 'line',
+    description: 'this project: CLI nodes, raw framing (as mux), joined by --bus to a private broker',
+    nets: ['tcp'],
+    wsProto: null,
+    unavailable: () => (existsSync(CLI) ? null : `${CLI} missing (npm run build)`),
+    cluster: {
+      brokers: ['redis', 'nats'],
+      node: (port, index, busUrl) => ({
+        file: process.execPath,
+        args: [CLI, '--host', '127.0.0.1', '--port', String(port), '--bus', busUrl, '--node-id', `bench${index}`],
+      }),
+    },
+  },
+  {
+    ...CLUSTER_ONLY,
+    name: 'socketio-redis',
+    proto: 'line',
+    description: 'socket.io 4 nodes with @socket.io/redis-adapter (node-redis clients) on a private redis-server',
+    nets: ['ws'],
+    wsProto: 'socketio',
+    unavailable: () => {
+      const file = server('socketio-redis');
+      if (!existsSync(file)) return `${file} missing (npm run build)`;
+      try {
+        require.resolve('@socket.io/redis-adapter');
+        return null;
+      } catch {
+        return '@socket.io/redis-adapter not installed (npm install)';
+      }
+    },
+    cluster: {
+      brokers: ['redis'],
+      node: (port, _index, busUrl) => ({
+        file: process.execPath,
+        args: [server('socketio-redis'), '--host', '127.0.0.1', '--port', String(port), '--redis', busUrl],
+      }),
+    },
+  },
+];
+
 /** BENCH_EXTRA_PEERS="name=command args {port};...": external line-protocol broadcasters. */
 export function extraPeers(text: string | undefined): PeerSpec[] {
   if (text === undefined || text.trim() === '') return [];
@@ -301,6 +370,11 @@ export class RunningPeer {
     return this.child.pid ?? 0;
   }
 
+  /** Every process of the peer (a cluster's nodes and broker), for CPU time. */
+  get pids(): number[] {
+    return [this.pid];
+  }
+
   get alive(): boolean {
     return this.child.exitCode === null && this.child.signalCode === null;
   }
@@ -340,4 +414,130 @@ export async function startPeer(spec: PeerSpec, port: number, workDir: string): 
   }
   await peer.stop();
   throw new Error(`${spec.name} did not listen on ${ports.join(' and ')} within 15 s (see ${logFile})`);
+}
+
+/** A free TCP port of 127.0.0.1 (the kernel's pick, released at once). */
+export function freePort(): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const probe = net.createServer();
+    probe.once('error', reject);
+    probe.listen(0, '127.0.0.1', () => {
+      const address = probe.address();
+      const port = typeof address === 'object' && address !== null ? address.port : 0;
+      probe.close(() => resolve(port));
+    });
+  });
+}
+
+/** The private broker of a cluster run, on `port`. */
+function brokerCommand(broker: ClusterBroker, port: number): { file: string; args: string[] } {
+  if (broker === 'redis') {
+    return {
+      file: 'redis-server',
+      args: [
+        '--port',
+        String(port),
+        '--bind',
+        '127.0.0.1',
+        '--save',
+        '',
+        '--appendonly',
+        'no',
+        '--loglevel',
+        'warning',
+      ],
+    };
+  }
+  return { file: 'nats-server', args: ['-a', '127.0.0.1', '-p', String(port)] };
+}
+
+/** Why a cluster case cannot run here (its broker is not installed), or null. */
+export function brokerMissing(broker: ClusterBroker): string | null {
+  return broker === 'redis' ? missing('redis-server', 'redis-server') : missing('nats-server', 'nats-server');
+}
+
+/** A cluster started by the bench: its nodes (the first is `child`) and its private broker, stopped by PID. */
+export class RunningCluster extends RunningPeer {
+  constructor(
+    spec: PeerSpec,
+    readonly ports: readonly number[],
+    readonly nodes: readonly ChildProcess[],
+    readonly broker: ChildProcess,
+    logFile: string,
+  ) {
+    super(spec, ports[0], nodes[0], logFile);
+  }
+
+  override get pids(): number[] {
+    return [...this.nodes, this.broker].map((child) => child.pid ?? 0);
+  }
+
+  override get alive(): boolean {
+    return [...this.nodes, this.broker].every((child) => child.exitCode === null && child.signalCode === null);
+  }
+
+  override async stop(): Promise<void> {
+    await Promise.all(this.nodes.map((child) => stopChild(child)));
+    await stopChild(this.broker);
+  }
+}
+
+function spawnLogged(name: string, command: { file: string; args: string[] }, workDir: string): [ChildProcess, string] {
+  const logFile = join(workDir, `${name}.log`);
+  const log = openSync(logFile, 'a');
+  const child = spawnTracked(command.file, command.args, { stdio: ['ignore', log, log] });
+  closeSync(log);
+  return [child, logFile];
+}
+
+async function listening(children: readonly ChildProcess[], ports: readonly number[], what: string): Promise<void> {
+  const deadline = Date.now() + 15_000;
+  while (Date.now() < deadline) {
+    if (children.some((child) => child.exitCode !== null || child.signalCode !== null))
+      throw new Error(`${what} exited at start`);
+    if ((await Promise.all(ports.map(canConnect))).every(Boolean)) return;
+    await sleep(50);
+  }
+  throw new Error(`${what} did not listen on ${ports.join(', ')} within 15 s`);
+}
+
+/**
+ * Starts a cluster case's private broker on a free port, then the peer's nodes on free ports joined by it;
+ * resolves once every node accepts connections.
+ */
+export async function startCluster(spec: PeerSpec, benchCase: BenchCase, workDir: string): Promise<RunningCluster> {
+  if (spec.cluster === undefined || benchCase.kind !== 'cluster') throw new Error(`${spec.name}: not a cluster peer`);
+  const brokerPort = await freePort();
+  const [broker, brokerLog] = spawnLogged(
+    `${spec.name}-${benchCase.broker}-${brokerPort}`,
+    brokerCommand(benchCase.broker, brokerPort),
+    workDir,
+  );
+  const nodes: ChildProcess[] = [];
+  const stopAll = async (): Promise<void> => {
+    await Promise.all(nodes.map((child) => stopChild(child)));
+    await stopChild(broker);
+  };
+  try {
+    await listening([broker], [brokerPort], `${benchCase.broker}-server (see ${brokerLog})`);
+    const busUrl = `${benchCase.broker}://127.0.0.1:${brokerPort}`;
+    const ports: number[] = [];
+    let firstLog = '';
+    for (let i = 0; i < benchCase.nodes; i += 1) {
+      const port = await freePort();
+      const [child, logFile] = spawnLogged(
+        `${spec.name}-node${i}-${port}`,
+        spec.cluster.node(port, i, busUrl),
+        workDir,
+      );
+      if (i === 0) firstLog = logFile;
+      nodes.push(child);
+      ports.push(port);
+    }
+    await listening([...nodes, broker], ports, `${spec.name} nodes (see ${workDir})`);
+    return new RunningCluster(spec, ports, nodes, broker, firstLog);
+  } catch (error) {
+    await stopAll();
+    throw error;
+  }
 }

@@ -14,6 +14,8 @@ export interface ReportMeta {
   readonly workers: number;
   readonly ran: readonly { readonly name: string; readonly description: string }[];
   readonly skipped: readonly { readonly name: string; readonly reason: string }[];
+  /** Cases asked for that could not run here (a cluster case whose broker is not installed). */
+  readonly skippedCases: readonly { readonly name: string; readonly reason: string }[];
   /** Peers whose cases with many connections were skipped. */
   readonly cut: readonly { readonly name: string; readonly reason: string; readonly skipped: readonly string[] }[];
   readonly wallS: number;
@@ -74,6 +76,8 @@ export function markdown(
   if (meta.skipped.length > 0)
     lines.push(`Peers skipped: ${meta.skipped.map((p) => `**${p.name}**: ${p.reason}`).join('; ')}.`, '');
   else lines.push('Peers skipped: none.', '');
+  if (meta.skippedCases.length > 0)
+    lines.push(`Cases skipped: ${meta.skippedCases.map((c) => `**${c.name}**: ${c.reason}`).join('; ')}.`, '');
   for (const c of meta.cut) {
     lines.push(
       `Cases skipped for **${c.name}**, which ${c.reason}: ${c.skipped.join(', ')} (BENCH_SLOW_PEERS=1 runs them).`,
@@ -122,6 +126,25 @@ export function markdown(
         '. Where the machine or the generator is saturated, deliveries/s bound the pair and server CPU per delivery is the figure that tells servers apart.',
       '',
     );
+  }
+
+  const cluster = ordered(summaries, ['cluster'], peers);
+  if (cluster.length > 0) {
+    lines.push('## Clusters', '');
+    lines.push(
+      '`cluster-redis:K:N:B`, `cluster-nats:K:N:B`: K nodes joined by a private redis-server or nats-server started for the run, N clients on each (the first N on node 0), all sending B-byte lines (window 8, one per turn) and each receiving from all the others, as `all:K*N:B` does on one node; with a fourth number R (`:10`), each client sends R messages/s, for latency off saturation (the unpaced load saturates the machine: its latency is mostly queueing). Cross-node: deliveries from a sender on another node; same-node: from one on the receiver’s node. Server CPU: the nodes and the broker together. Lost: expected deliveries not received, over all runs.',
+      '',
+    );
+    lines.push(
+      '| case | peer | runs (bad) | deliveries/s | spread | p50 µs | p99 µs | cross-node p50 µs | cross-node p99 µs | same-node p50 µs | same-node p99 µs | lost | server CPU s / M deliveries | server cores | gen cores |',
+    );
+    lines.push('|---|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|');
+    for (const s of cluster) {
+      lines.push(
+        `| ${s.case} | ${s.peer} | ${s.runs} (${s.bad}) | ${rateText(s.deliveriesPerS)} | ${fmt(s.spread, 2)} | ${fmt(s.p50Us)} | ${fmt(s.p99Us)} | ${fmt(s.crossP50Us)} | ${fmt(s.crossP99Us)} | ${fmt(s.sameP50Us)} | ${fmt(s.sameP99Us)} | ${fmt(s.lost)} | ${fmt(s.cpuPerM, 3)} | ${fmt(s.serverCores, 2)} | ${fmt(s.genCores, 2)} |`,
+      );
+    }
+    lines.push('');
   }
 
   const mem = ordered(summaries, ['mem'], peers);

@@ -25,7 +25,17 @@ import {
 } from './cases';
 import { type WsClientKind, defaultWorkers } from './gen-shared';
 import { type GenResult, failedResult, parseGenArgs } from './generator';
-import { BUILTIN_PEERS, type PeerSpec, type RunningPeer, extraPeers, startPeer } from './peers';
+import {
+  BUILTIN_PEERS,
+  CLUSTER_PEERS,
+  type PeerSpec,
+  RunningCluster,
+  type RunningPeer,
+  brokerMissing,
+  extraPeers,
+  startCluster,
+  startPeer,
+} from './peers';
 import { rssKiB } from './procfs';
 import { markdown, type ReportMeta, svg } from './report';
 import { type RunRecord, summarize } from './stats';
@@ -100,8 +110,9 @@ function serverExited(peer: RunningPeer, when = ''): string {
   return `server exited${when} (code ${peer.child.exitCode}, signal ${peer.child.signalCode}; see ${peer.logFile})`;
 }
 
-/** Whether `spec` takes `benchCase`'s kind and clients. */
+/** Whether `spec` takes `benchCase`'s kind and clients (a cluster case: its broker, with clients of its own). */
 function takes(spec: PeerSpec, benchCase: BenchCase): boolean {
+  if (benchCase.kind === 'cluster') return spec.cluster?.brokers.includes(benchCase.broker) === true;
   return spec.kinds.includes(benchCase.kind) && serves(spec.nets, benchCase);
 }
 
@@ -154,7 +165,7 @@ class Bench {
       '--proto',
       peer.spec.proto,
       '--server-pid',
-      String(peer.pid),
+      peer.pids.join(','),
       '--workers',
       String(settings.workers),
       '--tag',
@@ -162,6 +173,7 @@ class Bench {
       ...generatorArgs(benchCase, settings.durationS),
       ...(peer.spec.stripPrefix ? ['--strip-prefix'] : []),
       ...this.wsArgs(peer.spec, peer.port, benchCase),
+      ...this.clusterArgs(peer, benchCase),
     ];
     const child = spawnTracked(process.execPath, [join(__dirname, 'generator.js'), ...args], {
       stdio: ['ignore', 'pipe', 'pipe'],
@@ -223,7 +235,12 @@ class Bench {
         ? `${(record.deliveries_per_s / 1e6).toFixed(2)} M/s`
         : `${(record.deliveries_per_s / 1e3).toFixed(1)} k/s`;
     const cores = (x: number): string => (record.elapsed_s > 0 && x >= 0 ? (x / record.elapsed_s).toFixed(2) : '-');
-    const extra = record.kind === 'mem' ? ` ${record.bytes_per_conn} B/conn` : '';
+    const extra =
+      record.kind === 'mem'
+        ? ` ${record.bytes_per_conn} B/conn`
+        : record.lat_cross_p50_us >= 0
+          ? `  cross-node p50 ${record.lat_cross_p50_us} µs p99 ${record.lat_cross_p99_us} µs  lost ${record.lost}`
+          : '';
     process.stderr.write(
       `[rep ${record.rep}] ${record.case.padEnd(12)} ${record.peer.padEnd(9)} ${rate.padStart(11)}  p50 ${String(record.lat_p50_us).padStart(6)} µs  p99 ${String(record.lat_p99_us).padStart(6)} µs  srv ${cores(record.server_cpu_s)}  gen ${cores(record.gen_cpu_s)}${extra}  ${record.ok ? 'ok' : `BAD ${record.errors.slice(0, 2).join(' / ')}`}\n`,
     );
@@ -233,6 +250,22 @@ class Bench {
   wsArgs(spec: PeerSpec, port: number, benchCase: BenchCase): string[] {
     if (benchCase.net === 'tcp' || spec.wsProto === null) return [];
     return ['--ws-proto', spec.wsProto, '--ws-port', String(spec.wsPort(port)), '--ws-client', this.settings.wsClient];
+  }
+
+  /**
+   * A cluster case's generator options: the port of each node (the clients split evenly, the first share on
+   * the first node), and for a peer of WebSocket clients only, every client over WebSocket.
+   */
+  clusterArgs(peer: RunningPeer, benchCase: BenchCase): string[] {
+    if (benchCase.kind !== 'cluster' || !(peer instanceof RunningCluster)) return [];
+    const ports = peer.ports.join(',');
+    const args = ['--ports', ports];
+    const spec = peer.spec;
+    if (spec.wsProto !== null && !spec.nets.includes('tcp')) {
+      args.push('--ws-proto', spec.wsProto, '--ws-ports', ports, '--ws-clients', String(benchCase.clients));
+      args.push('--ws-client', this.settings.wsClient);
+    }
+    return args;
   }
 
   deadPeer(spec: PeerSpec, benchCase: BenchCase, rep: number, why: string): void {
@@ -299,7 +332,10 @@ class Bench {
         const port = this.nextPort(this.settings.portBase + (benchCase.kind === 'mem' ? 100 : 200));
         let peer: RunningPeer;
         try {
-          peer = await startPeer(spec, port, this.workDir);
+          peer =
+            benchCase.kind === 'cluster'
+              ? await startCluster(spec, benchCase, this.workDir)
+              : await startPeer(spec, port, this.workDir);
         } catch (error) {
           this.deadPeer(spec, benchCase, rep, (error as Error).message);
           continue;
@@ -332,8 +368,18 @@ class Bench {
 async function main(): Promise<number> {
   installCleanup();
   const started = Date.now();
-  const settings = readSettings(process.env);
-  const all = [...BUILTIN_PEERS, ...extraPeers(process.env.BENCH_EXTRA_PEERS)];
+  const asked = readSettings(process.env);
+  // A cluster case needs its broker installed (the bench starts a private one): without it, the case is skipped.
+  const skippedCases: { name: string; reason: string }[] = [];
+  const settings: Settings = {
+    ...asked,
+    cases: asked.cases.filter((benchCase) => {
+      const why = benchCase.kind === 'cluster' ? brokerMissing(benchCase.broker) : null;
+      if (why !== null) skippedCases.push({ name: benchCase.name, reason: why });
+      return why === null;
+    }),
+  };
+  const all = [...BUILTIN_PEERS, ...CLUSTER_PEERS, ...extraPeers(process.env.BENCH_EXTRA_PEERS)];
   const wanted = settings.peers ?? all.map((p) => p.name);
   const unknown = wanted.filter((name) => !all.some((p) => p.name === name));
   if (unknown.length > 0)
@@ -347,7 +393,7 @@ async function main(): Promise<number> {
       skipped.push({ name: spec.name, reason: 'not in BENCH_PEERS' });
       continue;
     }
-    if (!settings.cases.some((c) => serves(spec.nets, c))) {
+    if (!settings.cases.some((c) => (c.kind === 'cluster' ? takes(spec, c) : serves(spec.nets, c)))) {
       skipped.push({ name: spec.name, reason: `takes none of the cases run (${spec.nets.join(', ')} cases only)` });
       continue;
     }
@@ -366,7 +412,8 @@ async function main(): Promise<number> {
   process.stderr.write(
     `bench: ${settings.reps} rep(s) × ${settings.durationS} s; cases ${settings.cases.map((c) => c.name).join(' ')}\n` +
       `bench: peers ${available.map((p) => p.name).join(' ')}${skipped.length > 0 ? `; skipped ${skipped.map((s) => `${s.name} (${s.reason})`).join(', ')}` : ''}\n` +
-      `bench: logs in ${workDir}\n`,
+      `bench: logs in ${workDir}\n` +
+      skippedCases.map((c) => `bench: case ${c.name} skipped: ${c.reason}\n`).join(''),
   );
   if (load[0] > cpus().length * 0.5)
     process.stderr.write(
@@ -376,14 +423,19 @@ async function main(): Promise<number> {
   const bench = new Bench(settings, workDir, resultsDir);
   let ran: PeerSpec[] = available;
   const throughputCases = settings.cases.filter(isThroughput);
-  if (throughputCases.length > 0) ran = await bench.throughput(available, throughputCases, skipped);
+  // Cluster peers run cluster cases only, on nodes started per run: no long-running server of theirs.
+  const clusterPeers = available.filter((spec) => spec.cluster !== undefined);
+  if (throughputCases.length > 0) {
+    const single = available.filter((spec) => spec.cluster === undefined);
+    ran = [...(await bench.throughput(single, throughputCases, skipped)), ...clusterPeers];
+  }
   for (const benchCase of settings.cases.filter((c) => !isThroughput(c))) {
     await bench.fresh(ran, benchCase, benchCase.kind === 'hold' ? settings.holdReps : settings.reps);
   }
   await bench.close();
 
   const summaries = summarize(bench.records);
-  const builtin = new Set(BUILTIN_PEERS.map((p) => p.name));
+  const builtin = new Set([...BUILTIN_PEERS, ...CLUSTER_PEERS].map((p) => p.name));
   const targets = checkTargets(
     summaries,
     ran.filter((p) => !builtin.has(p.name)).map((p) => p.name),
@@ -399,6 +451,7 @@ async function main(): Promise<number> {
     workers: settings.workers,
     ran: ran.map((p) => ({ name: p.name, description: p.description })),
     skipped,
+    skippedCases,
     cut: [...bench.cut.entries()].map(([name, entry]) => ({ name, reason: entry.reason, skipped: [...entry.skipped] })),
     wallS: (Date.now() - started) / 1000,
     command: commandLine(),

@@ -47,6 +47,13 @@ export interface Summary {
   readonly rssKb: number | null;
   readonly bytesPerConn: number | null;
   readonly setupS: number | null;
+  /** A cluster case: latency of deliveries from a sender on another node, and on the receiver's own node. */
+  readonly crossP50Us: number | null;
+  readonly crossP99Us: number | null;
+  readonly sameP50Us: number | null;
+  readonly sameP99Us: number | null;
+  /** Expected deliveries not received, summed over every run (clean or not); null if no run measured any. */
+  readonly lost: number | null;
 }
 
 export function summarize(records: readonly RunRecord[]): Summary[] {
@@ -92,6 +99,13 @@ export function summarize(records: readonly RunRecord[]): Summary[] {
       rssKb: pick((r) => r.server_rss_kb),
       bytesPerConn: pick((r) => r.bytes_per_conn),
       setupS: pick((r) => r.setup_s),
+      crossP50Us: pick((r) => r.lat_cross_p50_us),
+      crossP99Us: pick((r) => r.lat_cross_p99_us),
+      sameP50Us: pick((r) => r.lat_same_p50_us),
+      sameP99Us: pick((r) => r.lat_same_p99_us),
+      lost: runs.some((r) => r.deliveries_expected > 0)
+        ? runs.reduce((sum, r) => sum + (r.deliveries_expected > 0 ? r.lost : 0), 0)
+        : null,
     });
   }
   return out;

@@ -101,8 +101,55 @@ export function checkTargets(summaries: readonly Summary[], references: readonly
     const clean = mux === undefined || mux.runs === 0 ? null : (mux.runs - mux.bad) / mux.runs;
     out.push(check(`${c}: share of mux runs clean (all clients held, every broadcast delivered)`, clean, '>=', 1));
   }
+  out.push(...clusterTargets(summaries, all));
   out.push(...webSocketTargets(summaries, all));
   out.push(...layerTargets(summaries, all));
+  return out;
+}
+
+/**
+ * Cluster cases (`cluster-redis:K:N:B`, `cluster-nats:K:N:B`), in one run: the K-node cluster at least half
+ * the deliveries/s of one node with all the clients (`all:K*N:B` on mux), cross-node p50 within 3 ms, no
+ * delivery lost, and on Redis at least 5 times socket.io with its Redis adapter on the same job. Paced cases
+ * (`...:RATE`) check latency and loss only: the unpaced load saturates the machine, so its latency is queueing.
+ */
+function clusterTargets(summaries: readonly Summary[], cases: readonly string[]): TargetCheck[] {
+  const out: TargetCheck[] = [];
+  const rate = (c: string, peer: string): number | null => find(summaries, c, peer)?.deliveriesPerS ?? null;
+  for (const c of cases) {
+    const benchCase = parseCase(c);
+    if (benchCase.kind !== 'cluster') continue;
+    const single = `all:${benchCase.clients}:${benchCase.size}`;
+    const mux = find(summaries, c, 'mux-cluster');
+    const p50 = mux?.crossP50Us ?? null;
+    out.push({
+      ...check(`${c}: cross-node p50 latency mux-cluster, ms`, p50 === null ? null : p50 / 1000, '<=', 3),
+      digits: 3,
+    });
+    out.push({
+      ...check(`${c}: deliveries lost mux-cluster (all runs)`, mux?.lost ?? null, '<=', 0),
+      digits: 0,
+    });
+    // Throughput targets on the unpaced load only: a paced one measures latency.
+    if (benchCase.rate > 0) continue;
+    out.push(
+      check(
+        `${c}: deliveries/s mux-cluster / mux in ${single} (one node)`,
+        ratio(rate(c, 'mux-cluster'), rate(single, 'mux')),
+        '>=',
+        0.5,
+      ),
+    );
+    if (benchCase.broker === 'redis')
+      out.push(
+        check(
+          `${c}: deliveries/s mux-cluster / socketio-redis`,
+          ratio(rate(c, 'mux-cluster'), rate(c, 'socketio-redis')),
+          '>=',
+          5,
+        ),
+      );
+  }
   return out;
 }
 

@@ -178,6 +178,9 @@ function writeShort(out: Buffer, at: number, text: string): number {
   return at + 1 + length;
 }
 
+/** How many incarnations of a node a receiver remembers having moved past. */
+const RETIRED_INCARNATIONS = 8;
+
 /** What a receiver makes of a frame from another node, given what it has seen of that node. */
 export interface SequenceVerdict {
   /** Envelopes of the frame to deliver: those from `skip` on. */
@@ -194,6 +197,8 @@ export interface SequenceVerdict {
  */
 export class NodeSequence {
   private incarnation: string | null = null;
+  /** Incarnations moved past, newest last (a few: a frame of one is late, however late). */
+  private readonly retired: string[] = [];
   /** The next sequence number expected from it. */
   next = 0;
 
@@ -201,10 +206,17 @@ export class NodeSequence {
   accept(incarnation: string, first: number, count: number): SequenceVerdict {
     let restarted = false;
     if (incarnation !== this.incarnation) {
+      // A frame of the incarnation before a restart, overtaken by the new one's: late, never delivered.
+      if (this.retired.includes(incarnation)) return { skip: count, lost: 0, restarted: false };
       restarted = this.incarnation !== null;
+      if (this.incarnation !== null) {
+        this.retired.push(this.incarnation);
+        if (this.retired.length > RETIRED_INCARNATIONS) this.retired.shift();
+      }
       this.incarnation = incarnation;
-      // A node first heard of mid-stream: what it sent before is not ours to count as lost.
-      this.next = first;
+      // A node first heard of mid-stream: what it sent before is not ours to count as lost. A restarted one
+      // numbers from 0 again while we listen: a gap before its first frame heard is a loss.
+      this.next = restarted ? 0 : first;
     }
     const end = first + count;
     if (end <= this.next) return { skip: count, lost: 0, restarted };
