@@ -56,6 +56,14 @@ interface Outgoing {
   readonly bytes: Buffer;
   readonly messages: number;
   readonly at: number;
+  /** The sequence number of its first message (of the next one, for a heartbeat). */
+  readonly first: number;
+}
+
+/** After an outage, the outbox waits for the nodes that were up to be heard again (subscribed again). */
+interface ReplayGate {
+  readonly waitingFor: Set<string>;
+  readonly timer: NodeJS.Timeout;
 }
 
 /** What the link knows of another node. */
@@ -141,6 +149,7 @@ export class BusLink implements BusListener {
   private holdingSince = 0;
   private holdSpent = false;
   private snapshotDue: NodeJS.Immediate | null = null;
+  private gate: ReplayGate | null = null;
 
   constructor(
     readonly bus: Bus,
@@ -204,6 +213,8 @@ export class BusLink implements BusListener {
     this.closed = true;
     if (this.retry !== null) clearTimeout(this.retry);
     if (this.heartbeat !== null) clearInterval(this.heartbeat);
+    if (this.gate !== null) clearTimeout(this.gate.timer);
+    this.gate = null;
     if (this.snapshotDue !== null) clearImmediate(this.snapshotDue);
     this.outbox.length = 0;
     this.stats.outboxBytes = 0;
@@ -236,6 +247,9 @@ export class BusLink implements BusListener {
       fresh = true;
     }
     peer.lastSeen = now;
+    if (this.gate !== null && this.gate.waitingFor.delete(frame.node) && this.gate.waitingFor.size === 0) {
+      this.openGate();
+    }
     const count = frame.kind === FrameKind.Messages ? frame.envelopes.length : 0;
     const verdict = peer.sequence.accept(frame.incarnation, frame.first, count);
     if (!peer.up || verdict.restarted || fresh) {
@@ -277,6 +291,7 @@ export class BusLink implements BusListener {
     this.inFlight = 0;
     this.inFlightBytes = 0;
     this.shedOld();
+    if (!first) this.closeGate();
     if (first) this.snapshotSoon(); // the nodes already there learn who is here
     this.enqueue(FrameKind.Heartbeat, []);
     this.pump();
@@ -298,11 +313,15 @@ export class BusLink implements BusListener {
     const { nodeTimeout } = this.settings;
     this.enqueue(FrameKind.Heartbeat, []);
     this.pump();
+    if (this.gate !== null && this.stats.up) this.hello();
     for (const [node, peer] of this.peers) {
       if (peer.up && now - peer.lastSeen > nodeTimeout) {
         peer.up = false;
         this.countNodes();
         this.owner.node(node, false);
+        if (this.gate !== null && this.gate.waitingFor.delete(node) && this.gate.waitingFor.size === 0) {
+          this.openGate();
+        }
       }
     }
     // Our own heartbeats come back through the broker. When they stop while the bus says it is up, the path
@@ -337,10 +356,11 @@ export class BusLink implements BusListener {
   // ---------------------------------------------------------------- outbox
 
   private enqueue(kind: FrameKind, envelopes: Envelope[]): void {
-    const frame: Frame = { kind, node: this.node, incarnation: this.incarnation, first: this.seq, envelopes };
+    const first = this.seq;
+    const frame: Frame = { kind, node: this.node, incarnation: this.incarnation, first, envelopes };
     if (kind === FrameKind.Messages) this.seq += envelopes.length;
     const bytes = encodeFrame(frame);
-    this.outbox.push({ bytes, messages: envelopes.length, at: Date.now() });
+    this.outbox.push({ bytes, messages: envelopes.length, at: Date.now(), first });
     this.stats.outboxBytes += bytes.length;
     // With nothing in flight, a bus that is up takes the frame at once, however large: it does not wait, so
     // it is not the outbox's to shed (a turn larger than outboxBytes would otherwise be lost on a healthy bus).
@@ -373,7 +393,7 @@ export class BusLink implements BusListener {
 
   /** Hands the bus the frames not yet in flight, in order, while it is up and not too much is unconfirmed. */
   private pump(): void {
-    if (!this.stats.up || this.closed) return;
+    if (!this.stats.up || this.closed || this.gate !== null) return;
     while (this.inFlight < this.outbox.length && (this.inFlightBytes < MAX_IN_FLIGHT || this.inFlight === 0)) {
       const outgoing = this.outbox[this.inFlight];
       this.inFlight += 1;
@@ -421,6 +441,46 @@ export class BusLink implements BusListener {
       }, RETRY_MS);
       this.retry.unref();
     }
+  }
+
+  // ---------------------------------------------------------------- replay after an outage
+
+  /**
+   * Back after an outage: Redis and NATS keep nothing for a subscriber that is not there, so the outbox waits
+   * until the nodes that were up before are heard again (they are subscribed again), for two heartbeat
+   * intervals at most. Meanwhile heartbeats go straight out, numbered from the oldest frame still waiting,
+   * so the others hear us (and open their own gates) without counting what waits as lost.
+   */
+  private closeGate(): void {
+    const waitingFor = new Set<string>();
+    for (const [node, peer] of this.peers) if (peer.up) waitingFor.add(node);
+    if (waitingFor.size === 0) return;
+    if (this.gate !== null) clearTimeout(this.gate.timer);
+    const { heartbeatInterval, nodeTimeout } = this.settings;
+    const timer = setTimeout(() => this.openGate(), Math.min(2 * heartbeatInterval, nodeTimeout));
+    timer.unref();
+    this.gate = { waitingFor, timer };
+    this.hello();
+  }
+
+  private openGate(): void {
+    if (this.gate === null) return;
+    clearTimeout(this.gate.timer);
+    this.gate = null;
+    this.pump();
+  }
+
+  /** A heartbeat past the outbox: the next number it will send is that of its oldest frame. */
+  private hello(): void {
+    const first = this.outbox.length > 0 ? this.outbox[0].first : this.seq;
+    const frame: Frame = {
+      kind: FrameKind.Heartbeat,
+      node: this.node,
+      incarnation: this.incarnation,
+      first,
+      envelopes: [],
+    };
+    this.bus.publish(encodeFrame(frame)).catch(() => undefined); // one that does not get through goes again next beat
   }
 
   // ---------------------------------------------------------------- a slow bus holds senders back
