@@ -97,3 +97,51 @@ export class Logger {
     if (logger.enabled) logger(format, ...args);
   }
 }
+
+/**
+ * A warning that may come many times a second (a frame shed per turn): the first of a quiet spell is written
+ * at once, the rest summed and written once per `everyMs`.
+ */
+export class SummedWarning {
+  private a = 0;
+  private b = 0;
+  private timer: NodeJS.Timeout | null = null;
+
+  constructor(
+    private readonly everyMs: number,
+    private readonly write: (a: number, b: number) => void,
+  ) {}
+
+  /** Counts one occurrence of `a` and `b` (frames and messages, say). */
+  add(a: number, b: number): void {
+    if (this.timer === null) {
+      this.write(a, b);
+      this.arm();
+      return;
+    }
+    this.a += a;
+    this.b += b;
+  }
+
+  /** Writes what is summed now, and stops. */
+  flush(): void {
+    if (this.timer !== null) clearTimeout(this.timer);
+    this.timer = null;
+    if (this.a === 0 && this.b === 0) return;
+    this.write(this.a, this.b);
+    this.a = 0;
+    this.b = 0;
+  }
+
+  private arm(): void {
+    this.timer = setTimeout(() => {
+      this.timer = null;
+      if (this.a === 0 && this.b === 0) return;
+      this.write(this.a, this.b);
+      this.a = 0;
+      this.b = 0;
+      this.arm();
+    }, this.everyMs);
+    this.timer.unref();
+  }
+}

@@ -11,7 +11,7 @@ import { callGuarded, runChain } from './core/user-code';
 import { invalidArgument, toError, withCode } from './errors';
 import { resolveFraming, type Framing } from './framing';
 import { runDataFilters } from './inbound/filter-chain';
-import { Logger } from './log';
+import { Logger, SummedWarning } from './log';
 import {
   parseSetting,
   resolveSettings,
@@ -193,6 +193,16 @@ export class Multiplexer<S extends object = Record<string, unknown>> extends Eve
     if (options.bus !== undefined) this.link = this.createLink(options.bus, options.presence ?? []);
   }
 
+  /** Sheds are logged at most once a second, summed (an outage sheds a frame per turn). */
+  private readonly shedLog = new SummedWarning(1000, (frames, messages) =>
+    this.log.warn(
+      'the %s bus is slow or down: shed %d frames (%d messages) from the outbox',
+      this.link?.bus.kind ?? 'bus',
+      frames,
+      messages,
+    ),
+  );
+
   private createLink(bus: Bus, presence: readonly string[]): BusLink {
     const link = new BusLink(bus, this.node, this.current, {
       deliver: (node, envelopes, from) => this.hub.deliverRemote(node, envelopes, from),
@@ -200,14 +210,7 @@ export class Multiplexer<S extends object = Record<string, unknown>> extends Eve
         this.log.warn('lost %d messages from node %s on the %s bus', count, node, bus.kind);
         this.emitGuarded('loss', node, count);
       },
-      shed: (frames, messages) => {
-        this.log.warn(
-          'the %s bus is slow or down: shed %d frames (%d messages) from the outbox',
-          bus.kind,
-          frames,
-          messages,
-        );
-      },
+      shed: (frames, messages) => this.shedLog.add(frames, messages),
       state: (up, error) => {
         if (up) this.log.notice('%s bus up', bus.kind);
         else this.log.warn('%s bus down: %s', bus.kind, error?.message ?? 'lost');
@@ -547,6 +550,7 @@ export class Multiplexer<S extends object = Record<string, unknown>> extends Eve
       await this.hub.shutdown(timeout);
       await closing;
       if (this.link !== null) await this.link.close().catch((error: unknown) => this.report(error, 'bus'));
+      this.shedLog.flush();
       this.hub.stop();
       this.log.notice('destroyed');
       this.emitGuarded('close');
