@@ -8,14 +8,18 @@ import { NatsCluster, NatsServer } from '../helpers/brokers';
 import {
   account,
   channelName,
+  expectExactStreams,
   linesOf,
   natsConnections,
   sendNumbered,
+  settleStreams,
   startNode,
   waitMeshed,
   type CliNode,
+  type Receiver,
+  type Sender,
 } from '../helpers/cluster-nats';
-import { delay, onTeardown, type TestClient, waitFor } from '../helpers/net';
+import { delay, onTeardown, waitFor } from '../helpers/net';
 
 jest.setTimeout(60_000);
 
@@ -28,41 +32,6 @@ async function privateNats(): Promise<NatsServer> {
   const server = await NatsServer.start();
   onTeardown(() => server.kill('SIGKILL'));
   return server;
-}
-
-/** A sender on a node, with the tag of its lines. */
-interface Sender {
-  readonly node: CliNode;
-  readonly client: TestClient;
-  readonly tag: string;
-}
-
-/**
- * Waits until every receiver has, of every remote sender's stream, all lines but those its node reported
- * lost, and of every local sender's stream all lines; then checks that nothing more arrives.
- */
-async function settleStreams(
-  receivers: ReadonlyArray<{ node: CliNode; client: TestClient }>,
-  senders: readonly Sender[],
-  count: number,
-): Promise<void> {
-  const complete = (): boolean =>
-    receivers.every(({ node, client }) => {
-      const lines = linesOf(client);
-      return senders.every((sender) => {
-        if (sender.client === client) return true;
-        const got = account(lines, sender.tag, count).received;
-        if (sender.node === node) return got === count;
-        // The node reports a loss per origin node: sum the missing lines of that node's senders.
-        const fromNode = senders.filter((each) => each.node === sender.node);
-        const missing = fromNode.reduce((sum, each) => sum + count - account(lines, each.tag, count).received, 0);
-        return missing === node.lostFrom(sender.node.id);
-      });
-    });
-  await waitFor(complete, 'every receiver to have each stream but what its node reported lost', 30_000);
-  // Heartbeats (every 250 ms) would reveal a lost tail by now; nothing more may come.
-  await delay(1000);
-  expect(complete()).toBe(true);
 }
 
 describe('the CLI joined over a private nats-server', () => {
@@ -90,7 +59,7 @@ describe('the CLI joined over a private nats-server', () => {
     for (const id of ['a', 'b', 'c']) nodes.push(await startNode(id, server.url, channel, LIVENESS));
     await waitMeshed(nodes);
     const senders: Sender[] = [];
-    const receivers: Array<{ node: CliNode; client: TestClient }> = [];
+    const receivers: Receiver[] = [];
     for (const node of nodes) {
       const [one, two, receiver] = await node.connect(3);
       senders.push({ node, client: one, tag: `${node.id}1` }, { node, client: two, tag: `${node.id}2` });
@@ -128,7 +97,7 @@ describe('the CLI joined over a private nats-server', () => {
     ];
     await waitMeshed(nodes);
     const senders: Sender[] = [];
-    const receivers: Array<{ node: CliNode; client: TestClient }> = [];
+    const receivers: Receiver[] = [];
     for (const node of nodes) {
       const [one, two, receiver] = await node.connect(3);
       senders.push({ node, client: one, tag: `${node.id}1` }, { node, client: two, tag: `${node.id}2` });
@@ -153,31 +122,7 @@ describe('the CLI joined over a private nats-server', () => {
     await streams;
     const everyone = [...receivers, ...senders.map(({ node, client }) => ({ node, client }))];
     await settleStreams(everyone, senders, count);
-    const figures: Record<string, number> = {};
-    for (const { node, client } of everyone) {
-      const lines = linesOf(client);
-      for (const sender of senders) {
-        if (sender.client === client) continue;
-        const got = account(lines, sender.tag, count);
-        expect({ tag: sender.tag, duplicates: got.duplicates, reordered: got.reordered, foreign: got.foreign }).toEqual(
-          {
-            tag: sender.tag,
-            duplicates: 0,
-            reordered: 0,
-            foreign: 0,
-          },
-        );
-        if (sender.node === node) expect(got.received).toBe(count);
-      }
-      for (const other of nodes) {
-        if (other === node) continue;
-        const missing = senders
-          .filter((sender) => sender.node === other)
-          .reduce((sum, sender) => sum + account(lines, sender.tag, count).missing, 0);
-        expect(missing).toBe(node.lostFrom(other.id));
-        figures[`${node.id}<-${other.id}`] = missing;
-      }
-    }
+    const figures = expectExactStreams(everyone, senders, nodes, count);
     // After the restart the bus carries again: a last line each way gets through.
     await senders[0].client.write('after a\n');
     await senders[2].client.write('after b\n');
@@ -222,7 +167,7 @@ describe('the CLI joined over a private nats-server', () => {
     const nodes = [a, b];
     await waitMeshed(nodes);
     const senders: Sender[] = [];
-    const receivers: Array<{ node: CliNode; client: TestClient }> = [];
+    const receivers: Receiver[] = [];
     for (const node of nodes) {
       const [one, two, receiver] = await node.connect(3);
       senders.push({ node, client: one, tag: `${node.id}1` }, { node, client: two, tag: `${node.id}2` });
@@ -242,22 +187,7 @@ describe('the CLI joined over a private nats-server', () => {
     await settleStreams(everyone, senders, count);
     // b's server stayed: b never saw the bus down.
     expect(b.lines(/nats bus down/).filter((line) => b.log.indexOf(line) >= marks[1])).toEqual([]);
-    const figures: Record<string, number> = {};
-    for (const { node, client } of everyone) {
-      const lines = linesOf(client);
-      for (const sender of senders) {
-        if (sender.client === client) continue;
-        const got = account(lines, sender.tag, count);
-        expect([sender.tag, got.duplicates, got.reordered, got.foreign]).toEqual([sender.tag, 0, 0, 0]);
-        if (sender.node === node) expect(got.received).toBe(count);
-      }
-      const other = node === a ? b : a;
-      const missing = senders
-        .filter((sender) => sender.node === other)
-        .reduce((sum, sender) => sum + account(lines, sender.tag, count).missing, 0);
-      expect(missing).toBe(node.lostFrom(other.id));
-      figures[`${node.id}<-${other.id}`] = missing;
-    }
+    const figures = expectExactStreams(everyone, senders, nodes, count);
     await senders[0].client.write('after a\n');
     await senders[2].client.write('after b\n');
     await receivers[1].client.waitForText('after a\n', 10_000);

@@ -136,8 +136,8 @@ export function linesOf(client: TestClient): string[] {
 }
 
 /**
- * Writes `count` lines `"<tag> <i>"` (i from 0) to `client`, `batch` lines every `everyMs` ms, so that a
- * fault in the middle hits the stream in flight. Resolves once all were written.
+ * Writes `count` lines `"<tag> <i><pad>"` (i from 0) to `client`, `batch` lines every `everyMs` ms, so that a
+ * fault in the middle hits the stream in flight. Resolves once all were written. A pad begins with a space.
  */
 export async function sendNumbered(
   client: TestClient,
@@ -145,10 +145,11 @@ export async function sendNumbered(
   count: number,
   batch = 20,
   everyMs = 10,
+  pad = '',
 ): Promise<void> {
   for (let i = 0; i < count; i += batch) {
     let text = '';
-    for (let j = i; j < Math.min(count, i + batch); j += 1) text += `${tag} ${j}\n`;
+    for (let j = i; j < Math.min(count, i + batch); j += 1) text += `${tag} ${j}${pad}\n`;
     await client.write(text);
     if (everyMs > 0) await delay(everyMs);
   }
@@ -176,7 +177,7 @@ export function account(lines: readonly string[], tag: string, count: number): S
   const prefix = `${tag} `;
   for (const line of lines) {
     if (!line.startsWith(prefix)) continue;
-    const rest = line.slice(prefix.length);
+    const rest = line.slice(prefix.length).split(' ')[0];
     const n = Number(rest);
     if (!/^\d+$/.test(rest) || n >= count) {
       result.foreign += 1;
@@ -222,4 +223,77 @@ export function natsConnections(server: NatsServer): Promise<number> {
     request.on('error', () => resolve(-1));
     request.on('timeout', () => request.destroy());
   });
+}
+
+/** A sender on a node, with the tag of its lines. */
+export interface Sender {
+  readonly node: CliNode;
+  readonly client: TestClient;
+  readonly tag: string;
+}
+
+/** A client that receives on a node. */
+export interface Receiver {
+  readonly node: CliNode;
+  readonly client: TestClient;
+}
+
+/**
+ * Waits until every receiver has, of every remote node's streams, all lines but those its node reported
+ * lost from that node, and of every local sender's stream all lines (a client never gets its own); then
+ * waits a second (heartbeats would reveal a lost tail by then) and checks that this still holds.
+ */
+export async function settleStreams(
+  receivers: readonly Receiver[],
+  senders: readonly Sender[],
+  count: number,
+  timeout = 30_000,
+): Promise<void> {
+  const complete = (): boolean =>
+    receivers.every(({ node, client }) => {
+      const lines = linesOf(client);
+      return senders.every((sender) => {
+        if (sender.client === client) return true;
+        if (sender.node === node) return account(lines, sender.tag, count).received === count;
+        // The node reports a loss per origin node: sum the missing lines of that node's senders.
+        const fromNode = senders.filter((each) => each.node === sender.node && each.client !== client);
+        const missing = fromNode.reduce((sum, each) => sum + account(lines, each.tag, count).missing, 0);
+        return missing === node.lostFrom(sender.node.id);
+      });
+    });
+  await waitFor(complete, 'every receiver to have each stream but what its node reported lost', timeout);
+  await delay(1000);
+  expect(complete()).toBe(true);
+}
+
+/**
+ * Checks every receiver's lines of every stream: none twice, none out of order, none foreign; every local
+ * stream whole; and of each remote node's streams exactly as many missing as its node reported lost.
+ * Returns the missing lines per `receiver<-origin` node, for the report.
+ */
+export function expectExactStreams(
+  receivers: readonly Receiver[],
+  senders: readonly Sender[],
+  nodes: readonly CliNode[],
+  count: number,
+): Record<string, number> {
+  const figures: Record<string, number> = {};
+  for (const { node, client } of receivers) {
+    const lines = linesOf(client);
+    for (const sender of senders) {
+      if (sender.client === client) continue;
+      const got = account(lines, sender.tag, count);
+      expect([sender.tag, got.duplicates, got.reordered, got.foreign]).toEqual([sender.tag, 0, 0, 0]);
+      if (sender.node === node) expect([sender.tag, got.received]).toEqual([sender.tag, count]);
+    }
+    for (const other of nodes) {
+      if (other === node) continue;
+      const missing = senders
+        .filter((sender) => sender.node === other)
+        .reduce((sum, sender) => sum + account(lines, sender.tag, count).missing, 0);
+      expect([`${node.id}<-${other.id}`, missing]).toEqual([`${node.id}<-${other.id}`, node.lostFrom(other.id)]);
+      figures[`${node.id}<-${other.id}`] = missing;
+    }
+  }
+  return figures;
 }
