@@ -10,6 +10,7 @@ import {
   channelName,
   expectExactStreams,
   linesOf,
+  meet,
   natsConnections,
   sendNumbered,
   settleStreams,
@@ -42,6 +43,7 @@ describe('the CLI joined over a private nats-server', () => {
     for (const id of ['a', 'b', 'c']) nodes.push(await startNode(id, server.url, channel, LIVENESS));
     await waitMeshed(nodes);
     const clients = await Promise.all(nodes.map((node) => node.connect(2)));
+    await meet(clients.flat());
     const [sender] = clients[0];
     await sender.write('hello cluster\n');
     for (const client of clients.flat()) if (client !== sender) await client.waitForText('hello cluster\n', 10_000);
@@ -65,7 +67,7 @@ describe('the CLI joined over a private nats-server', () => {
       senders.push({ node, client: one, tag: `${node.id}1` }, { node, client: two, tag: `${node.id}2` });
       receivers.push({ node, client: receiver });
     }
-    await delay(200); // every client admitted
+    await meet([...senders, ...receivers].map(({ client }) => client));
     const count = 1000;
     await Promise.all(senders.map(({ client, tag }) => sendNumbered(client, tag, count, 50, 5)));
     const everyone = [...receivers, ...senders.map(({ node, client }) => ({ node, client }))];
@@ -103,7 +105,7 @@ describe('the CLI joined over a private nats-server', () => {
       senders.push({ node, client: one, tag: `${node.id}1` }, { node, client: two, tag: `${node.id}2` });
       receivers.push({ node, client: receiver });
     }
-    await delay(200);
+    await meet([...senders, ...receivers].map(({ client }) => client));
     const count = 2000;
     // 10 lines every 10 ms per sender: about 2.5 s of stream, with the server gone for 0.7 s in the middle.
     const streams = Promise.all(senders.map(({ client, tag }) => sendNumbered(client, tag, count, 10, 10)));
@@ -173,7 +175,7 @@ describe('the CLI joined over a private nats-server', () => {
       senders.push({ node, client: one, tag: `${node.id}1` }, { node, client: two, tag: `${node.id}2` });
       receivers.push({ node, client: receiver });
     }
-    await delay(200);
+    await meet([...senders, ...receivers].map(({ client }) => client));
     const count = 2000;
     const streams = Promise.all(senders.map(({ client, tag }) => sendNumbered(client, tag, count, 10, 10)));
     await delay(600);
@@ -204,7 +206,7 @@ describe('the CLI joined over a private nats-server', () => {
     await waitMeshed([a, b]);
     const [onA] = await a.connect(1);
     const [onB] = await b.connect(1);
-    await delay(100);
+    await meet([onA, onB]);
     // b's numbering is well past 0 before it dies: its next incarnation starts again at 0.
     await sendNumbered(onB, 'old', 200, 50, 0);
     await waitFor(() => account(linesOf(onA), 'old', 200).received === 200, 'the old stream', 10_000);
@@ -221,7 +223,7 @@ describe('the CLI joined over a private nats-server', () => {
     await a.waitLog(/node b up$/, 'b back', 10_000, mark2);
     await again.waitLog(/node a up$/, 'a heard by the new b', 10_000);
     const [onB2] = await again.connect(1);
-    await delay(100);
+    await meet([onA, onB2]);
     await sendNumbered(onB2, 'new', 200, 50, 0);
     await sendNumbered(onA, 'from-a', 200, 50, 0);
     await waitFor(() => account(linesOf(onA), 'new', 200).received === 200, 'the new stream at a', 10_000);

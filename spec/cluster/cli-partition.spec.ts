@@ -10,6 +10,7 @@ import {
   channelName,
   expectExactStreams,
   linesOf,
+  meet,
   sendNumbered,
   settleStreams,
   startNode,
@@ -73,7 +74,7 @@ describe.each(carriers)('a CLI partitioned from its %s broker', (kind, startBrok
       senders.push({ node, client: sender, tag: `${node.id}1` });
       receivers.push({ node, client: receiver });
     }
-    await delay(200); // every client admitted
+    await meet([...senders, ...receivers].map(({ client }) => client));
     return { proxy, nodes, senders, receivers };
   }
 
@@ -168,11 +169,11 @@ describe.each(carriers)('a CLI partitioned from its %s broker', (kind, startBrok
     await waitFor(() => account(linesOf(receivers[1].client), 'slow', 200).received === 200, 'the slow stream', 20_000);
     expect(a.shed()).toBe(0);
     expect(b.lostLines()).toEqual([]);
-    // Far past them: 64 MiB in lines of 1 KiB, as fast as a takes them.
+    // Far past them: 96 MiB in lines of 1 KiB, as fast as a takes them.
     const rss = new RssSampler(a.cli.pid);
     const baseline = rss.sample();
     const big = ` ${'y'.repeat(1024 - 12)}`;
-    const count = 64 * 1024;
+    const count = 96 * 1024;
     let bytes = 0;
     for (let i = 0; i < count; i += 1) bytes += Buffer.byteLength(`fast ${i}${big}\n`);
     const local = receivers[0].client;
@@ -205,8 +206,9 @@ describe.each(carriers)('a CLI partitioned from its %s broker', (kind, startBrok
     expect(got.missing).toBe(b.lostFrom('a'));
     expect(b.lostFrom('a')).toBe(a.shed());
     expect(got.missing).toBeGreaterThan(0);
-    // Bounded by the outbox and the 1 MiB handed to the client, not by the 64 MiB sent.
-    expect(peak).toBeLessThan(64 * 1024 * 1024);
+    // Bounded by the outbox and the 1 MiB handed to the client (the garbage of what went through aside),
+    // not by the 96 MiB sent: an outbox that kept them would grow by more than that.
+    expect(peak).toBeLessThan(80 * 1024 * 1024);
     console.log(
       `${kind} throttle 64 KiB/s, --outbox-bytes ${outbox}: shed ${a.shed()} of ${count} lines (b lost ${b.lostFrom('a')}), RSS of a +${(peak / 1048576).toFixed(1)} MiB over ${(baseline / 1048576).toFixed(1)} MiB`,
     );

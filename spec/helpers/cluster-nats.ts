@@ -297,3 +297,24 @@ export function expectExactStreams(
   }
   return figures;
 }
+
+/**
+ * Makes sure every client is admitted on its node and hears every other one across the cluster: each says
+ * `hi <n>`, again every round, until every client has heard every other one (a line sent before a client
+ * was admitted never reaches it); then waits for stragglers and forgets what they received.
+ */
+export async function meet(clients: readonly TestClient[], timeout = 15_000): Promise<void> {
+  const start = Date.now();
+  const heard = (client: TestClient, n: number): boolean => client.text.includes(`hi ${n}\n`);
+  for (;;) {
+    await Promise.all(clients.map((client, n) => client.write(`hi ${n}\n`)));
+    await delay(100);
+    if (clients.every((client, i) => clients.every((_, n) => n === i || heard(client, n)))) break;
+    if (Date.now() - start > timeout) throw new Error('the clients did not all hear each other');
+  }
+  await delay(300);
+  for (const client of clients) {
+    client.chunks.length = 0;
+    client.received = 0;
+  }
+}
