@@ -1,9 +1,10 @@
+import { connect } from '@nats-io/transport-node';
 import { NatsBus } from '../lib/nats';
 import { BusRecorder } from './contract/bus.contract';
 import { freePort, NatsCluster, NatsServer } from './helpers/brokers';
-import { expectCarried, openPair, waitDown, waitUp } from './helpers/bus-faults';
+import { expectBlackholeHealedByReconnect, expectCarried, openPair, waitDown, waitUp } from './helpers/bus-faults';
 import { FaultProxy } from './helpers/fault-proxy';
-import { onTeardown } from './helpers/net';
+import { delay, onTeardown } from './helpers/net';
 
 /** A private nats-server for one test. */
 async function privateNats(): Promise<NatsServer> {
@@ -66,5 +67,50 @@ describe('NatsBus faults', () => {
     expect(recorders[1].downs).toEqual([]);
     await expectCarried(buses[0], recorders[1], 'from the survivor');
     await expectCarried(buses[1], recorders[0], 'to the failed-over bus');
+  });
+
+  it('does not notice a blackhole by itself; reconnect() reports down, keeps trying, and is up soon after the heal', async () => {
+    const server = await privateNats();
+    const proxy = await FaultProxy.start(server.port);
+    const { buses, recorders } = await openPair((channel) => [
+      new NatsBus({ servers: proxy.url('nats'), channel }),
+      new NatsBus({ servers: server.url, channel }),
+    ]);
+    const upAfterHeal = await expectBlackholeHealedByReconnect(proxy, buses, recorders);
+    console.log(`NatsBus: up ${upAfterHeal} ms after the blackhole healed`);
+  });
+
+  it('reconnect() on a connection of the user asks it to reconnect, and leaves it open', async () => {
+    const server = await privateNats();
+    const proxy = await FaultProxy.start(server.port);
+    const connection = await connect({ servers: proxy.url('nats'), reconnectTimeWait: 250, timeout: 1000 });
+    onTeardown(() => connection.close());
+    const { buses, recorders } = await openPair((channel) => [
+      new NatsBus({ connection, channel }),
+      new NatsBus({ servers: server.url, channel }),
+    ]);
+    await expectBlackholeHealedByReconnect(proxy, buses, recorders);
+    await buses[0].close();
+    expect(connection.isClosed()).toBe(false);
+  });
+
+  it('close() during a reconnect stops it: no attempt afterwards', async () => {
+    const server = await privateNats();
+    const proxy = await FaultProxy.start(server.port);
+    const { buses, recorders } = await openPair((channel) => [
+      new NatsBus({ servers: proxy.url('nats'), channel }),
+      new NatsBus({ servers: server.url, channel }),
+    ]);
+    proxy.blackhole();
+    buses[0].reconnect?.();
+    await waitDown(recorders[0], 0);
+    await delay(1500); // an attempt timed out, another one is under way
+    await buses[0].close();
+    const accepted = proxy.accepted;
+    await delay(1500);
+    // No attempt after close(). (nats.js leaves the socket of a handshake that timed out open, as its
+    // transport only closes sockets that got as far as the server's INFO: those stay until the proxy goes.)
+    expect(proxy.accepted).toBe(accepted);
+    expect(recorders[0].ups).toBe(1);
   });
 });

@@ -3,9 +3,9 @@ import type { Bus } from '../lib';
 import { clusterSlot, RedisBus } from '../lib/redis';
 import { BusRecorder } from './contract/bus.contract';
 import { freePort, RedisCluster, RedisServer } from './helpers/brokers';
-import { expectCarried, openPair, waitDown, waitUp } from './helpers/bus-faults';
+import { expectBlackholeHealedByReconnect, expectCarried, openPair, waitDown, waitUp } from './helpers/bus-faults';
 import { FaultProxy } from './helpers/fault-proxy';
-import { onTeardown, waitFor } from './helpers/net';
+import { delay, onTeardown, waitFor } from './helpers/net';
 
 /** A private redis-server for one test. */
 async function privateRedis(): Promise<RedisServer> {
@@ -22,7 +22,7 @@ const clients: Array<[string, (port: number, channel: string) => Bus]> = [
   ],
 ];
 
-describe.each(clients)('RedisBus faults (%s)', (_name, busOn) => {
+describe.each(clients)('RedisBus faults (%s)', (name, busOn) => {
   it('rejects open() when no Redis answers, and can be closed', async () => {
     const bus = busOn(await freePort(), 'nobody');
     await expect(bus.open(new BusRecorder())).rejects.toMatchObject({ code: 'ERR_BUS_DOWN' });
@@ -83,6 +83,30 @@ describe.each(clients)('RedisBus faults (%s)', (_name, busOn) => {
     await expectCarried(buses[1], recorders[0], 'caught up');
     expect(recorders[1].downs).toEqual([]);
   }, 60_000);
+
+  it('does not notice a blackhole by itself; reconnect() reports down, keeps trying, and is up soon after the heal', async () => {
+    const server = await privateRedis();
+    const proxy = await FaultProxy.start(server.port);
+    const { buses, recorders } = await openPair((channel) => [busOn(proxy.port, channel), busOn(server.port, channel)]);
+    const upAfterHeal = await expectBlackholeHealedByReconnect(proxy, buses, recorders);
+    console.log(`RedisBus (${name}): up ${upAfterHeal} ms after the blackhole healed`);
+  });
+
+  it('close() during a reconnect stops it and leaves no connection open', async () => {
+    const server = await privateRedis();
+    const proxy = await FaultProxy.start(server.port);
+    const { buses, recorders } = await openPair((channel) => [busOn(proxy.port, channel), busOn(server.port, channel)]);
+    proxy.blackhole();
+    buses[0].reconnect?.();
+    await waitDown(recorders[0], 0);
+    await delay(1500); // an attempt timed out, another one is under way
+    await buses[0].close();
+    const accepted = proxy.accepted;
+    await delay(1500);
+    expect(proxy.accepted).toBe(accepted);
+    expect(proxy.open).toBe(0);
+    expect(recorders[0].ups).toBe(1);
+  });
 });
 
 describe('RedisBus faults on a Redis Cluster', () => {
@@ -108,5 +132,27 @@ describe('RedisBus faults on a Redis Cluster', () => {
     await waitFor(() => recorders.every((recorder) => recorder.isUp), 'both up');
     await expectCarried(buses[0], recorders[1], 'after the restart');
     await expectCarried(buses[1], recorders[0], 'and back');
+  }, 60_000);
+
+  it('reconnect() drops its cluster client and makes a new one: down, then up, and it carries', async () => {
+    const cluster = await RedisCluster.start(3);
+    onTeardown(() => cluster.stop());
+    const { buses, recorders } = await openPair((channel) => [
+      new RedisBus({ cluster: cluster.urls, channel }),
+      new RedisBus({ cluster: cluster.urls.slice(1), channel }),
+    ]);
+    const master = cluster.nodeForSlot(clusterSlot(buses[0].channel));
+    const before = Number(/connected_clients:(\d+)/.exec(master.cli('info', 'clients'))?.[1]);
+    buses[0].reconnect?.();
+    expect(recorders[0].downs).toHaveLength(1);
+    await waitUp(recorders[0]);
+    expect([recorders[0].ups, recorders[0].downs.length]).toEqual([2, 1]);
+    await expectCarried(buses[0], recorders[1], 'remade');
+    await expectCarried(buses[1], recorders[0], 'heard by the new client');
+    // The old client's connections are gone: the master has as many clients as before, not more.
+    await waitFor(
+      () => Number(/connected_clients:(\d+)/.exec(master.cli('info', 'clients'))?.[1]) <= before,
+      'the old connections to close',
+    );
   }, 60_000);
 });

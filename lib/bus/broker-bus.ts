@@ -6,6 +6,22 @@ type BusState = 'new' | 'opening' | 'up' | 'down' | 'closed';
 
 /** How often a bus whose publish failed while its clients looked live asks the broker whether it is back. */
 const PROBE_INTERVAL_MS = 200;
+/**
+ * How long one attempt of {@link BrokerBus.reconnect} may take to connect and subscribe before it is given up
+ * and tried again: a path that swallows everything accepts connections and never answers them, so an attempt
+ * made during the partition must not block the first one after it heals for long.
+ */
+export const REDIAL_ATTEMPT_MS = 1000;
+
+/** Pauses between attempts of {@link BrokerBus.reconnect}: 50, 100, 200, then 250 ms, plus up to 50 ms of jitter. */
+function redialDelay(attempt: number): number {
+  return Math.min(50 * 2 ** Math.min(attempt, 10), 250) + Math.floor(Math.random() * 50);
+}
+
+/** Resolves after `ms`, unreferenced (a pending pause never keeps the process alive). */
+function pause(ms: number): Promise<void> {
+  return new Promise((resolve) => setTimeout(resolve, ms).unref());
+}
 
 /**
  * What RedisBus and NatsBus share: one explicit state, `up()`/`down()` reported on changes only, publish that
@@ -24,6 +40,8 @@ export abstract class BrokerBus implements Bus {
   /** Set when a publish failed while the clients looked live: down until a probe succeeds. */
   private suspect = false;
   private probeTimer: NodeJS.Timeout | null = null;
+  /** The redial under way after {@link reconnect}: down until it has made live connections again. */
+  private redialing: Promise<void> | null = null;
 
   constructor(readonly channel: string) {
     if (typeof channel !== 'string' || channel.length === 0) {
@@ -41,6 +59,17 @@ export abstract class BrokerBus implements Bus {
   protected abstract probe(): Promise<void>;
   /** Unsubscribes and disconnects whatever {@link connect} created. Must not reject. */
   protected abstract disconnect(): Promise<void>;
+
+  /**
+   * One attempt of {@link reconnect}: drops the connections at once (no goodbye: the broker may not be
+   * listening) and makes new ones, resolving once they are subscribed again, within `timeout` ms; rejects
+   * when that fails, and the bus tries again a little later. It must leave nothing open when it rejects
+   * (the next attempt starts by dropping whatever the last one made). The default disconnects and connects.
+   */
+  protected async reopen(timeout: number): Promise<void> {
+    await this.disconnect();
+    await deadline(this.connect(), timeout, `${this.kind} bus: no answer within ${timeout} ms`);
+  }
 
   /** Read through a getter: `close()` may run while `open()` awaits, which narrowing cannot see. */
   private get closed(): boolean {
@@ -115,8 +144,42 @@ export abstract class BrokerBus implements Bus {
     this.listener = null;
     if (this.probeTimer !== null) clearTimeout(this.probeTimer);
     this.probeTimer = null;
-    this.closing = opened ? this.disconnect() : Promise.resolve();
+    // A redial under way stops after its current attempt, and drops what that attempt made.
+    const redialing = this.redialing;
+    this.closing = opened ? this.disconnect().then(() => redialing ?? undefined) : Promise.resolve();
     return this.closing;
+  }
+
+  /**
+   * Drops the connections and makes new ones: reports `down()` now, and `up()` once connected and subscribed
+   * again. Each attempt has {@link REDIAL_ATTEMPT_MS} to succeed; attempts go on until one does or the bus is
+   * closed. For when the link's own frames stop coming back while the clients still look connected (a path
+   * that swallows everything, which no client notices by itself). Does nothing unless open, nor while a
+   * redial is under way.
+   */
+  reconnect(): void {
+    if ((this.state !== 'up' && this.state !== 'down') || this.redialing !== null) return;
+    this.lastError = withCode(new Error('reconnecting: the broker stopped answering'), 'ERR_BUS_DOWN');
+    this.redialing = this.redial().finally(() => {
+      this.redialing = null;
+      this.refresh();
+    });
+    this.refresh();
+  }
+
+  private async redial(): Promise<void> {
+    for (let attempt = 0; !this.closed; attempt += 1) {
+      try {
+        await this.reopen(REDIAL_ATTEMPT_MS);
+        // A publish that failed on the old connections says nothing about the new ones.
+        this.suspect = false;
+        break;
+      } catch (error) {
+        this.lastError = toError(error);
+        if (!this.closed) await pause(redialDelay(attempt));
+      }
+    }
+    if (this.closed) await this.disconnect();
   }
 
   /** Hands a frame from the subscription to the listener (unless closed). */
@@ -127,7 +190,7 @@ export abstract class BrokerBus implements Bus {
   /** Re-reads {@link live} and reports `down()` or `up()` when it changed. Call it on every client event. */
   protected refresh(error?: unknown): void {
     if (error !== undefined) this.lastError = toError(error);
-    const live = !this.suspect && this.live();
+    const live = !this.suspect && this.redialing === null && this.live();
     if (this.state === 'up' && !live) {
       this.state = 'down';
       if (this.suspect) this.scheduleProbe();
@@ -144,7 +207,7 @@ export abstract class BrokerBus implements Bus {
     this.probeTimer = setTimeout(() => {
       this.probeTimer = null;
       if (this.state === 'closed' || !this.suspect) return;
-      if (!this.live()) return this.scheduleProbe();
+      if (!this.live() || this.redialing !== null) return this.scheduleProbe();
       this.probe().then(
         () => {
           this.suspect = false;
@@ -165,4 +228,17 @@ export abstract class BrokerBus implements Bus {
       'ERR_BUS_DOWN',
     );
   }
+}
+
+/**
+ * Resolves or rejects as `promise` does, or rejects with `message` after `ms`. The promise left behind is
+ * caught: the caller drops what it was making.
+ */
+export function deadline<T>(promise: Promise<T>, ms: number, message: string): Promise<T> {
+  promise.catch(() => undefined);
+  let timer: NodeJS.Timeout | undefined;
+  const expired = new Promise<never>((_resolve, reject) => {
+    timer = setTimeout(() => reject(withCode(new Error(message), 'ERR_BUS_DOWN')), ms);
+  });
+  return Promise.race([promise, expired]).finally(() => clearTimeout(timer));
 }

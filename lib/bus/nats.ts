@@ -1,6 +1,6 @@
 import type { NatsConnection, NodeConnectionOptions, Subscription } from '@nats-io/transport-node';
 import { invalidArgument } from '../errors';
-import { BrokerBus } from './broker-bus';
+import { BrokerBus, deadline } from './broker-bus';
 
 /** How a {@link NatsBus} reaches NATS: `servers` or your own `connection`. */
 export interface NatsBusOptions {
@@ -51,6 +51,8 @@ export class NatsBus extends BrokerBus {
   private readonly owned: boolean;
   private readonly limit: number | undefined;
   private serverMaxPayload = NATS_DEFAULT_MAX_PAYLOAD;
+  /** Bumped whenever the connection is dropped: a connect that finishes afterwards closes what it made. */
+  private generation = 0;
 
   constructor(private readonly options: NatsBusOptions) {
     const channel = options.channel ?? 'multiplexer';
@@ -79,7 +81,13 @@ export class NatsBus extends BrokerBus {
     return Math.min(this.serverMaxPayload, this.limit ?? Infinity);
   }
 
-  protected async connect(): Promise<void> {
+  /**
+   * Connects (or takes the user's connection) and subscribes.
+   * @param handshake how long the client may wait for a server's handshake (its `timeout`), unless the
+   * connect options say; the client's default (20 s) when not given
+   */
+  protected async connect(handshake?: number): Promise<void> {
+    const generation = this.generation;
     let connection = this.options.connection;
     if (connection === undefined) {
       const { connect } = await import('@nats-io/transport-node');
@@ -88,9 +96,14 @@ export class NatsBus extends BrokerBus {
         maxReconnectAttempts: -1,
         reconnectTimeWait: 250,
         reconnectJitter: 100,
+        ...(handshake === undefined ? {} : { timeout: handshake }),
         ...this.options.connectOptions,
         servers: typeof servers === 'string' ? servers : [...servers],
       });
+      if (generation !== this.generation) {
+        await connection.close().catch(() => undefined);
+        throw new Error('dropped while connecting');
+      }
     }
     this.connection = connection;
     void this.watch(connection);
@@ -105,7 +118,36 @@ export class NatsBus extends BrokerBus {
       },
     });
     await connection.flush();
+    if (generation !== this.generation) throw new Error('dropped while connecting');
     this.confirmed = true;
+  }
+
+  /**
+   * One attempt of {@link reconnect}. A connection of the bus's own is closed at once and a new one made, whose
+   * handshakes may take `timeout` ms (unless `connectOptions.timeout` says otherwise), also in its own later
+   * reconnects. Your own connection is not replaced: it is asked to reconnect (its `reconnect()`, which resends
+   * every subscription of yours too), and the bus waits until it is back and the subscription confirmed.
+   */
+  protected override async reopen(timeout: number): Promise<void> {
+    const connection = this.connection;
+    if (!this.owned && connection !== null) {
+      this.connected = false;
+      this.confirmed = false;
+      const end = Date.now() + timeout;
+      await deadline(connection.reconnect(), timeout, `nats: no reconnect within ${timeout} ms`);
+      while (!this.live() && Date.now() < end && connection === this.connection && !connection.isClosed()) {
+        await new Promise((resolve) => setTimeout(resolve, 20));
+      }
+      if (!this.live()) throw new Error(`nats: not back within ${timeout} ms`);
+      return;
+    }
+    await this.disconnect();
+    try {
+      await deadline(this.connect(timeout), timeout + 100, `nats: no answer within ${timeout} ms`);
+    } catch (error) {
+      await this.disconnect();
+      throw error;
+    }
   }
 
   /** Follows the connection's status stream for as long as it lives. */
@@ -174,6 +216,7 @@ export class NatsBus extends BrokerBus {
   protected async disconnect(): Promise<void> {
     const connection = this.connection;
     const subscription = this.subscription;
+    this.generation += 1;
     this.connection = null;
     this.subscription = null;
     this.connected = false;

@@ -1,7 +1,7 @@
 import type { Cluster as IORedisCluster, Redis as IORedis, RedisOptions as IORedisOptions } from 'ioredis';
 import type { RedisClientType, RedisClusterType } from 'redis';
 import { invalidArgument } from '../errors';
-import { BrokerBus } from './broker-bus';
+import { BrokerBus, deadline } from './broker-bus';
 import { clusterSlot } from './redis-slot';
 
 /** A node-redis (`redis` 5/6) client as `createClient()` makes it: RESP 3 (the default) or RESP 2. */
@@ -55,6 +55,8 @@ interface RedisCarrier {
   send(frame: Buffer): Promise<void>;
   probe(): Promise<void>;
   disconnect(): Promise<void>;
+  /** Drops the connections at once and makes new ones, subscribed again, within `timeout` ms (see BrokerBus). */
+  reopen(timeout: number): Promise<void>;
 }
 
 /** What a carrier tells its bus. */
@@ -148,6 +150,25 @@ export class RedisBus extends BrokerBus {
   protected disconnect(): Promise<void> {
     return this.carrier.disconnect();
   }
+
+  /**
+   * Drops the bus's own connections at once and makes new ones (the duplicates of your single-server client
+   * too, never the client itself). With your node-redis cluster the bus subscribes again but leaves its
+   * connections alone: they are yours, and serve your other commands.
+   */
+  protected override reopen(timeout: number): Promise<void> {
+    return this.carrier.reopen(timeout);
+  }
+}
+
+/** Destroys a client at once (no QUIT: the server may not be listening), ignoring one already gone. */
+function destroyNow(client: { destroy(): void; on(event: 'error', listener: () => void): unknown }): void {
+  client.on('error', () => undefined);
+  try {
+    client.destroy();
+  } catch {
+    // Already closed.
+  }
 }
 
 /** Closes a node-redis client gracefully (what was written gets its reply), or destroys it after `ms`. */
@@ -197,20 +218,46 @@ class NodeRedisServerCarrier implements RedisCarrier {
 
   async connect(): Promise<void> {
     const make = await this.factory();
-    this.publisher = make();
-    this.subscriber = make();
+    const publisher = make();
+    const subscriber = make();
+    this.publisher = publisher;
+    this.subscriber = subscriber;
     for (const [role, client] of [
-      ['publisher', this.publisher],
-      ['subscriber', this.subscriber],
+      ['publisher', publisher],
+      ['subscriber', subscriber],
     ] as const) {
-      client.on('error', (error: unknown) => this.events.changed(error));
-      client.on('ready', () => this.events.changed());
-      for (const event of ['reconnecting', 'end']) client.on(event, () => this.events.changed(lost(role, event)));
+      // Events of clients a reopen dropped are ignored.
+      const current = (): boolean => this.publisher === publisher;
+      client.on('error', (error: unknown) => current() && this.events.changed(error));
+      client.on('ready', () => current() && this.events.changed());
+      for (const event of ['reconnecting', 'end']) {
+        client.on(event, () => current() && this.events.changed(lost(role, event)));
+      }
     }
-    await Promise.all([this.publisher.connect(), this.subscriber.connect()]);
+    await Promise.all([publisher.connect(), subscriber.connect()]);
     // node-redis resubscribes by itself on every reconnect and only says 'ready' once the SUBSCRIBE was answered.
-    await this.subscriber.subscribe(this.channel, (message: Buffer) => this.events.frame(message), true);
+    await subscriber.subscribe(this.channel, (message: Buffer) => this.events.frame(message), true);
+    if (this.subscriber !== subscriber) throw new Error('dropped while connecting');
     this.subscribed = true;
+  }
+
+  async reopen(timeout: number): Promise<void> {
+    this.drop();
+    try {
+      await deadline(this.connect(), timeout, `redis: no answer within ${timeout} ms`);
+    } catch (error) {
+      this.drop();
+      throw error;
+    }
+  }
+
+  /** Destroys both clients at once. */
+  private drop(): void {
+    this.subscribed = false;
+    const clients = [this.publisher, this.subscriber];
+    this.publisher = null;
+    this.subscriber = null;
+    for (const client of clients) if (client !== null) destroyNow(client);
   }
 
   private async factory(): Promise<() => RedisClientType> {
@@ -294,7 +341,52 @@ class NodeRedisClusterCarrier implements RedisCarrier {
     }
     await connectShared(cluster);
     await cluster.sSubscribe(this.channel, this.onFrame, true);
+    if (this.cluster !== cluster) throw new Error('dropped while connecting');
     this.subscribed = true;
+  }
+
+  async reopen(timeout: number): Promise<void> {
+    const cluster = this.cluster;
+    if (!this.owned && cluster !== null) {
+      // The user's cluster keeps its connections: only the subscription is made again.
+      this.subscribed = false;
+      const again = async (): Promise<void> => {
+        try {
+          await cluster.sUnsubscribe(this.channel, this.onFrame, true);
+        } catch {
+          // Subscribed again below all the same.
+        }
+        await cluster.sSubscribe(this.channel, this.onFrame, true);
+      };
+      await deadline(again(), timeout, `redis cluster: no answer within ${timeout} ms`);
+      this.subscribed = true;
+      return;
+    }
+    this.drop();
+    try {
+      await deadline(this.connect(), timeout, `redis cluster: no answer within ${timeout} ms`);
+    } catch (error) {
+      this.drop();
+      throw error;
+    }
+  }
+
+  /** Destroys the bus's own cluster client at once. */
+  private drop(): void {
+    const cluster = this.cluster;
+    this.cluster = null;
+    this.subscribed = false;
+    if (cluster === null) return;
+    this.unlisten(cluster);
+    destroyNow(cluster);
+  }
+
+  private unlisten(cluster: RedisClusterType): void {
+    cluster.off('error', this.onError);
+    cluster.off('node-error', this.onError);
+    for (const event of ['node-ready', 'node-reconnecting', 'node-disconnect', 'node-connect', 'disconnect']) {
+      cluster.off(event, this.onChange);
+    }
   }
 
   live(): boolean {
@@ -329,11 +421,7 @@ class NodeRedisClusterCarrier implements RedisCarrier {
     const cluster = this.cluster;
     this.subscribed = false;
     if (cluster === null) return;
-    cluster.off('error', this.onError);
-    cluster.off('node-error', this.onError);
-    for (const event of ['node-ready', 'node-reconnecting', 'node-disconnect', 'node-connect', 'disconnect']) {
-      cluster.off(event, this.onChange);
-    }
+    this.unlisten(cluster);
     if (!this.owned) {
       try {
         await cluster.sUnsubscribe(this.channel, this.onFrame, true);
@@ -397,19 +485,22 @@ class IORedisServerCarrier implements RedisCarrier {
     const subscriber = this.base.duplicate({ ...overrides, autoResubscribe: false });
     this.publisher = publisher;
     this.subscriber = subscriber;
-    subscriber.on('close', () => (this.subscribed = false));
+    // Events of clients a reopen dropped are ignored.
+    const current = (): boolean => this.subscriber === subscriber;
+    subscriber.on('close', () => current() && (this.subscribed = false));
     for (const [role, client] of [
       ['publisher', publisher],
       ['subscriber', subscriber],
     ] as const) {
-      client.on('error', (error: unknown) => this.events.changed(error));
-      client.on('ready', () => this.events.changed());
+      client.on('error', (error: unknown) => current() && this.events.changed(error));
+      client.on('ready', () => current() && this.events.changed());
       for (const event of ['close', 'reconnecting', 'end'])
-        client.on(event, () => this.events.changed(lost(role, event)));
+        client.on(event, () => current() && this.events.changed(lost(role, event)));
     }
     subscriber.on('messageBuffer', (_channel: Buffer, message: Buffer) => this.events.frame(message));
     await Promise.all([publisher.connect(), subscriber.connect()]);
     await subscriber.subscribe(this.channel);
+    if (!current()) throw new Error('dropped while connecting');
     this.subscribed = true;
     subscriber.on('ready', () => this.resubscribe(subscriber));
   }
@@ -417,15 +508,38 @@ class IORedisServerCarrier implements RedisCarrier {
   private resubscribe(subscriber: IORedis): void {
     subscriber.subscribe(this.channel).then(
       () => {
-        if (this.closed || subscriber.status !== 'ready') return;
+        if (this.closed || this.subscriber !== subscriber || subscriber.status !== 'ready') return;
         this.subscribed = true;
         this.events.changed();
       },
       (error: unknown) => {
         // The connection broke again before the reply: its next 'ready' tries again.
-        this.events.changed(error);
+        if (this.subscriber === subscriber) this.events.changed(error);
       },
     );
+  }
+
+  async reopen(timeout: number): Promise<void> {
+    this.drop();
+    try {
+      await deadline(this.connect(), timeout, `redis: no answer within ${timeout} ms`);
+    } catch (error) {
+      this.drop();
+      throw error;
+    }
+  }
+
+  /** Disconnects both duplicates at once, for good (they would reconnect by themselves otherwise). */
+  private drop(): void {
+    this.subscribed = false;
+    const clients = [this.publisher, this.subscriber];
+    this.publisher = null;
+    this.subscriber = null;
+    for (const client of clients) {
+      if (client === null) continue;
+      client.on('error', () => undefined);
+      client.disconnect(false);
+    }
   }
 
   live(): boolean {

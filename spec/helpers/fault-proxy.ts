@@ -181,7 +181,7 @@ export class FaultProxy {
     this.accepted += 1;
     client.on('error', () => undefined);
     if (this.mode === 'cut') {
-      client.resetAndDestroy();
+      reset(client);
       return;
     }
     const connection = { client, upstream: null as net.Socket | null, pipes: [] as Pipe[] };
@@ -209,7 +209,18 @@ export class FaultProxy {
   private drop(connection: { client: net.Socket; upstream: net.Socket | null; pipes: Pipe[] }): void {
     if (!this.connections.delete(connection)) return;
     for (const pipe of connection.pipes) pipe.stop();
-    if (!connection.client.destroyed) connection.client.resetAndDestroy();
-    if (connection.upstream !== null && !connection.upstream.destroyed) connection.upstream.resetAndDestroy();
+    reset(connection.client);
+    if (connection.upstream !== null) reset(connection.upstream);
   }
+}
+
+/**
+ * Resets a socket (RST), or destroys it when it cannot be reset: one that is ending (a reset after the
+ * shutdown fails in libuv, and Node then never closes the handle, which keeps the process alive) or still
+ * connecting (Node would wait for a connect that may never come).
+ */
+function reset(socket: net.Socket): void {
+  if (socket.destroyed) return;
+  if (socket.connecting || socket.readableEnded || socket.writableEnded) socket.destroy();
+  else socket.resetAndDestroy();
 }
