@@ -20,7 +20,7 @@ export interface RedisBusOptions {
   readonly cluster?: readonly string[];
   /**
    * Your own client, for its connection settings (TLS, auth, Sentinel): a node-redis client or cluster, or an
-   * ioredis `Redis` or `Cluster`. The bus duplicates a single-server client twice (a publisher and a
+   * ioredis `Redis` (an ioredis `Cluster` is refused for now: give the seed URLs as `cluster`). The bus duplicates a single-server client twice (a publisher and a
    * subscriber, with the offline queue off and a reconnect delay of at most 600 ms) and leaves yours alone;
    * a node-redis cluster is used as it is (it keeps its own connection per shard for sharded pub/sub).
    * Not closed by {@link RedisBus.close}.
