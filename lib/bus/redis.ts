@@ -241,14 +241,12 @@ class NodeRedisServerCarrier implements RedisCarrier {
     this.subscribed = true;
   }
 
-  async reopen(timeout: number): Promise<void> {
-    this.drop();
-    try {
-      await deadline(this.connect(), timeout, `redis: no answer within ${timeout} ms`);
-    } catch (error) {
-      this.drop();
-      throw error;
-    }
+  reopen(timeout: number): Promise<void> {
+    return redial(
+      () => this.drop(),
+      () => this.connect(),
+      timeout,
+    );
   }
 
   /** Destroys both clients at once. */
@@ -519,14 +517,12 @@ class IORedisServerCarrier implements RedisCarrier {
     );
   }
 
-  async reopen(timeout: number): Promise<void> {
-    this.drop();
-    try {
-      await deadline(this.connect(), timeout, `redis: no answer within ${timeout} ms`);
-    } catch (error) {
-      this.drop();
-      throw error;
-    }
+  reopen(timeout: number): Promise<void> {
+    return redial(
+      () => this.drop(),
+      () => this.connect(),
+      timeout,
+    );
   }
 
   /** Disconnects both duplicates at once, for good (they would reconnect by themselves otherwise). */
@@ -565,5 +561,16 @@ class IORedisServerCarrier implements RedisCarrier {
       client.disconnect(false);
     }
     return Promise.resolve();
+  }
+}
+
+/** Drops a carrier's clients and connects afresh within `timeout`; what a failed attempt made is dropped too. */
+async function redial(drop: () => void, connect: () => Promise<void>, timeout: number): Promise<void> {
+  drop();
+  try {
+    await deadline(connect(), timeout, `redis: no answer within ${timeout} ms`);
+  } catch (error) {
+    drop();
+    throw error;
   }
 }
