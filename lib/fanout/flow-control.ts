@@ -62,7 +62,8 @@ const RELEASE_BYTES_PER_TURN = 256 * 1024;
  * it takes bytes.
  *
  * Keeping up is counted over the receivers that got data lately and were not slow readers behind lately (a
- * client that only sends is neither). When the readers behind that showed they read outnumber those that keep
+ * client that only sends is neither); those slow readers that are not behind this moment count with the
+ * readers behind, and so do laggards that read on (they hold again, uncharged, when that makes a majority). When the readers behind that showed they read outnumber those that keep
  * up, the server itself is the bottleneck: senders wait, nobody is charged. Otherwise the readers behind are
  * a minority, charged: each may hold senders for `stallTimeout` in all (earned back while it keeps up), then
  * it is lagging until it drains to half the mark; holds by minorities that are not draining also spend one
@@ -241,6 +242,28 @@ export class FlowControl<M extends FlowMember> {
     return count;
   }
 
+  /**
+   * Readers that take part and are not behind this moment but were behind lately and read their way out: slow
+   * readers, on the side of those behind (one that hovers about the mark must not turn a majority into a
+   * minority each time it dips below half of it).
+   */
+  private slowNotBehind(now: number): number {
+    let count = 0;
+    for (const member of this.members()) {
+      const out = member.out;
+      if (
+        !out.congested &&
+        !out.lagging &&
+        now - out.lastWriteAt <= ACTIVE_MS &&
+        out.provenAt > 0 &&
+        now - out.provenAt <= SLOW_MEMORY_MS
+      ) {
+        count += 1;
+      }
+    }
+    return count;
+  }
+
   private endCongestion(member: M): void {
     member.out.congested = false;
     this.congestion.delete(member);
@@ -290,8 +313,13 @@ export class FlowControl<M extends FlowMember> {
     const reading: M[] = [];
     for (const member of this.laggards) if (this.proven(member.out, now)) reading.push(member);
     // Only readers that showed they read make a majority (readers that never read cannot freeze anyone).
-    const behind = proven + reading.length;
-    const keepingUp = candidates.length + reading.length === 0 ? 0 : this.keepingUp(now, behind + 1);
+    let behind = proven + reading.length;
+    let keepingUp = candidates.length + reading.length === 0 ? 0 : this.keepingUp(now, behind + 1);
+    if (behind > 0 && keepingUp >= behind) {
+      // A minority so far: count the slow readers that are not behind this moment too (a full pass, only here).
+      behind += this.slowNotBehind(now);
+      keepingUp = this.keepingUp(now, behind + 1);
+    }
     const majority = behind > keepingUp;
     if (majority) {
       for (const member of reading) {
@@ -365,6 +393,7 @@ export class FlowControl<M extends FlowMember> {
     out.holdBudget = 0;
     out.congested = false;
     out.lagging = true;
+    out.laggedAt = Date.now();
     this.laggards.add(member);
     this.congestion.delete(member);
     this.holders.delete(member);

@@ -12,6 +12,8 @@ export const clock = { now: Date.now() };
 
 /** How fast a receiver's typical gap between completions fades once its gaps get shorter. */
 const GAP_HALF_LIFE_MS = 10_000;
+/** How long after it began lagging a receiver that still reads may queue up to twice `maxQueuedBytes`. */
+const LAG_PROBATION_MS = 1000;
 
 /** A share is written at once while less than this is still on its way to the kernel. */
 export const DIRECT_LIMIT = 64 * 1024;
@@ -63,6 +65,8 @@ export class Outbound {
   congested = false;
   /** Held senders back too long: senders no longer wait for it until it drains to half the mark. */
   lagging = false;
+  /** When it last began lagging. */
+  laggedAt = 0;
   /** In a drop episode: reported once until it recovers. */
   dropping = false;
   /** Its lagging was reported in this congestion episode. */
@@ -293,27 +297,41 @@ export class Outbound {
    * Queues a share that cannot be written now, applying the slow-consumer policy past `maxQueuedBytes`.
    * @returns how many of the share's own messages were not queued (all of them when the policy disconnects)
    */
+  /**
+   * What its backlog may reach now: `maxQueuedBytes`, or twice that for a moment after it began lagging while
+   * it still reads: senders held for it are let go then and their kernels' backlog lands on it at once, while
+   * the others are only now tested at the senders' pace (when they fall behind too, the readers behind are a
+   * majority after all, and it holds senders again).
+   */
+  private queueLimit(max: number): number {
+    const now = Date.now();
+    return this.lagging && now - this.laggedAt <= LAG_PROBATION_MS && now - this.progressAt <= LAG_PROBATION_MS
+      ? 2 * max
+      : max;
+  }
+
   private enqueue(share: Share, slab: Slab | null, bytes: number, write: boolean): number {
     const settings = this.owner.settings;
     const queue = (this.queue ??= new OutboundQueue(this.owner.account));
     const wasIdle = queue.length === 0 && this.connection.pending === 0;
     const cost = bytes + share.count * ENTRY_OVERHEAD;
     const total = this.backlog + cost;
+    const limit = total <= settings.maxQueuedBytes ? settings.maxQueuedBytes : this.queueLimit(settings.maxQueuedBytes);
     let dropped = 0;
     let lost = 0;
-    if (total <= settings.maxQueuedBytes) {
+    if (total <= limit) {
       pushShare(queue, share, slab, 0, share.count);
     } else if (settings.slowConsumer === 'disconnect') {
       this.owner.overflowed(0);
       return share.messages;
     } else if (settings.slowConsumer === 'drop-oldest') {
       // Oldest first: what is queued (never what the kernel holds), then the share's own oldest messages.
-      const excess = total - settings.maxQueuedBytes;
+      const excess = total - limit;
       dropped += queue.dropOldest(excess);
-      lost = pushNewest(queue, share, slab, settings.maxQueuedBytes - this.backlog);
+      lost = pushNewest(queue, share, slab, limit - this.backlog);
       dropped += lost;
     } else {
-      lost = pushOldest(queue, share, slab, settings.maxQueuedBytes - this.backlog);
+      lost = pushOldest(queue, share, slab, limit - this.backlog);
       dropped += lost;
     }
     if (wasIdle && queue.length > 0) {

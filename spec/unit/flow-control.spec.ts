@@ -301,6 +301,19 @@ describe('FlowControl', () => {
       expect(fixture.flow.holding).toBe(true);
     });
 
+    it('keeps a majority when one of the readers behind dips below half the mark for a moment', () => {
+      fixture = new Fixture(3);
+      const hovering = fixture.peer('hovering').fill(HWM * 2);
+      const slow = fixture.peer('slow').fill(1_000_000);
+      run(100, 20, () => [hovering, slow].forEach((receiver) => receiver.drip()));
+      hovering.drip(HWM * 2); // below half the mark: not behind now, but it was a moment ago
+      expect(hovering.out.congested).toBe(false);
+      run(STALL + 200, 20, () => slow.drip());
+      expect(slow.out.lagging).toBe(false);
+      expect(slow.lags).toBe(0);
+      expect(fixture.flow.holding).toBe(true);
+    });
+
     it('leaves a lagging reader lagging while the others keep up', () => {
       fixture = new Fixture(4);
       const slow = fixture.peer('slow').fill(1_000_000);
