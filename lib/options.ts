@@ -22,7 +22,11 @@ export interface Settings {
   sendToOrigin: boolean;
   /** Log threshold (Tcl `debuglevel`). Default `'warn'`. */
   debugLevel: LogLevel;
-  /** Hard bound of one client's outbound backlog, in bytes; past it `slowConsumer` applies. Default 8 MiB. */
+  /**
+   * Bound of one client's outbound backlog, in bytes; past it `slowConsumer` applies. Twice that for one second
+   * after the client began lagging while it still reads (the senders let go land their backlog on it at once).
+   * Default 8 MiB.
+   */
   maxQueuedBytes: number;
   /**
    * Soft bound of one client's outbound backlog: while a reading client is above it, reading from senders

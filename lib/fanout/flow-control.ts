@@ -40,6 +40,8 @@ const ACTIVE_MS = 1000;
  * by one, slowest first).
  */
 const SLOW_MEMORY_MS = 10_000;
+/** Time behind (fading by half each second) that makes a receiver a slow reader. */
+const SLOW_BEHIND_MS = 250;
 /**
  * How long a receiver that fell behind may hold senders back before it shows it reads, while no receiver that
  * keeps up is kept waiting by it: long enough for a slow reader's kernel to wake the writer the first time.
@@ -159,6 +161,9 @@ export class FlowControl<M extends FlowMember> {
   /** A receiver drained to half of `highWaterMark`. */
   relieved(member: M): void {
     const out = member.out;
+    const now = Date.now();
+    out.behindMs = out.behindMs * 0.5 ** ((now - out.behindAt) / 1000) + (now - out.congestedSince);
+    out.behindAt = now;
     out.lagging = false;
     out.relievedAt = Date.now();
     this.laggards.delete(member);
@@ -219,49 +224,31 @@ export class FlowControl<M extends FlowMember> {
   }
 
   /**
-   * Receivers that took part in the broadcast lately and keep up: not behind, and not lately a reader that
-   * was behind and took bytes slowly (one that drains only while senders wait for others is slower than the
-   * senders too). Counted up to `enough`.
+   * True when a receiver is a slow reader: behind for half a second in all lately (time behind fades by half
+   * each second), remembered for 10 s. A reader behind for a moment (a burst landed on it) is not slow.
    */
-  private keepingUp(now: number, enough: number): number {
-    const halfMark = this.settings.highWaterMark / 2;
-    let count = 0;
-    for (const member of this.members()) {
-      const out = member.out;
-      if (
-        !out.congested &&
-        !out.lagging &&
-        now - out.lastWriteAt <= ACTIVE_MS &&
-        now - out.provenAt > SLOW_MEMORY_MS &&
-        out.backlog <= halfMark
-      ) {
-        count += 1;
-        if (count >= enough) break;
-      }
-    }
-    return count;
+  private slow(out: Outbound, now: number): boolean {
+    const behind = out.congested || out.lagging ? now - out.congestedSince : 0;
+    if (out.behindMs * 0.5 ** ((now - out.behindAt) / 1000) + behind >= SLOW_BEHIND_MS) out.slowAt = now;
+    return out.slowAt > 0 && now - out.slowAt <= SLOW_MEMORY_MS;
   }
 
   /**
-   * Readers that take part and are not behind this moment but were behind lately and read their way out: slow
-   * readers, on the side of those behind (one that hovers about the mark must not turn a majority into a
-   * minority each time it dips below half of it).
+   * The receivers that took part in the broadcast lately (got data within a second) and are not behind: those
+   * that keep up, and the slow readers among them (they drained only while senders waited, and count with the
+   * readers behind). A client that only sends is neither.
    */
-  private slowNotBehind(now: number): number {
-    let count = 0;
+  private census(now: number): { keepingUp: number; slowOthers: number } {
+    const halfMark = this.settings.highWaterMark / 2;
+    let keepingUp = 0;
+    let slowOthers = 0;
     for (const member of this.members()) {
       const out = member.out;
-      if (
-        !out.congested &&
-        !out.lagging &&
-        now - out.lastWriteAt <= ACTIVE_MS &&
-        out.provenAt > 0 &&
-        now - out.provenAt <= SLOW_MEMORY_MS
-      ) {
-        count += 1;
-      }
+      if (out.congested || out.lagging || now - out.lastWriteAt > ACTIVE_MS) continue;
+      if (this.slow(out, now)) slowOthers += 1;
+      else if (now - out.provenAt > ACTIVE_MS && out.backlog <= halfMark) keepingUp += 1;
     }
-    return count;
+    return { keepingUp, slowOthers };
   }
 
   private endCongestion(member: M): void {
@@ -308,25 +295,27 @@ export class FlowControl<M extends FlowMember> {
         candidates.push(member);
       }
     }
-    // Readers that lagged as a minority and read on count too: when the others fall behind after them (their
-    // kernels took more first), the readers behind are a majority after all, and those hold senders again.
+    // Readers that lagged as a minority and read on: when slow readers fall behind after them (their kernels
+    // took more first), the slow readers are a majority after all, and those hold senders again.
     const reading: M[] = [];
     for (const member of this.laggards) if (this.proven(member.out, now)) reading.push(member);
-    // Only readers that showed they read make a majority (readers that never read cannot freeze anyone).
-    let behind = proven + reading.length;
-    let keepingUp = candidates.length + reading.length === 0 ? 0 : this.keepingUp(now, behind + 1);
-    if (behind > 0 && keepingUp >= behind) {
-      // A minority so far: count the slow readers that are not behind this moment too (a full pass, only here).
-      behind += this.slowNotBehind(now);
-      keepingUp = this.keepingUp(now, behind + 1);
-    }
-    const majority = behind > keepingUp;
-    if (majority) {
-      for (const member of reading) {
-        this.unlag(member, now);
-        candidates.push(member);
+    const { keepingUp, slowOthers } =
+      candidates.length + reading.length === 0 ? { keepingUp: 0, slowOthers: 0 } : this.census(now);
+    // Only readers that showed they read make a majority (readers that never read cannot freeze anyone); slow
+    // readers not behind this moment count with them (one hovering about the mark must not flip the verdict).
+    let majority = proven + slowOthers > keepingUp;
+    if (reading.length > 0) {
+      let slowBehind = 0;
+      for (const member of candidates) if (this.proven(member.out, now) && this.slow(member.out, now)) slowBehind += 1;
+      // Readers behind for a moment only (a burst) do not make laggards hold again: they are not slow.
+      const fastBehind = proven - slowBehind;
+      if (reading.length + slowBehind + slowOthers > keepingUp + fastBehind) {
+        for (const member of reading) {
+          this.unlag(member);
+          candidates.push(member);
+        }
+        majority = true;
       }
-      proven = behind;
     }
     const minority = candidates.length > 0 && !majority && keepingUp > 0;
     const holding = new Set<M>();
@@ -378,12 +367,10 @@ export class FlowControl<M extends FlowMember> {
   }
 
   /** A laggard that reads is one of a majority behind after all: it holds senders again, uncharged. */
-  private unlag(member: M, now: number): void {
+  private unlag(member: M): void {
     const out = member.out;
     out.lagging = false;
     out.congested = true;
-    out.congestedSince = now;
-    out.lagReported = false;
     this.laggards.delete(member);
     this.congestion.add(member);
   }

@@ -67,6 +67,10 @@ export class Outbound {
   lagging = false;
   /** When it last began lagging. */
   laggedAt = 0;
+  /** Time it was behind, fading by half each second from `behindAt`, and when it last made it a slow reader. */
+  behindMs = 0;
+  behindAt = 0;
+  slowAt = 0;
   /** In a drop episode: reported once until it recovers. */
   dropping = false;
   /** Its lagging was reported in this congestion episode. */
@@ -294,10 +298,6 @@ export class Outbound {
   }
 
   /**
-   * Queues a share that cannot be written now, applying the slow-consumer policy past `maxQueuedBytes`.
-   * @returns how many of the share's own messages were not queued (all of them when the policy disconnects)
-   */
-  /**
    * What its backlog may reach now: `maxQueuedBytes`, or twice that for a moment after it began lagging while
    * it still reads: senders held for it are let go then and their kernels' backlog lands on it at once, while
    * the others are only now tested at the senders' pace (when they fall behind too, the readers behind are a
@@ -310,6 +310,10 @@ export class Outbound {
       : max;
   }
 
+  /**
+   * Queues a share that cannot be written now, applying the slow-consumer policy past `maxQueuedBytes`.
+   * @returns how many of the share's own messages were not queued (all of them when the policy disconnects)
+   */
   private enqueue(share: Share, slab: Slab | null, bytes: number, write: boolean): number {
     const settings = this.owner.settings;
     const queue = (this.queue ??= new OutboundQueue(this.owner.account));

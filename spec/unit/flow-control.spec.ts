@@ -287,10 +287,11 @@ describe('FlowControl', () => {
       run(STALL + 100, 20, () => first.drip()); // the others keep up: a minority, charged, then lagging
       expect(first.out.lagging).toBe(true);
       expect(sender.paused).toBe(false);
-      // Their kernels took more first: they fall behind too, and read, as the lagging one still does.
+      // Their kernels took more first: they fall behind too, and read, as the lagging one still does; behind
+      // for more than half a second, they are slow readers, not readers a burst landed on.
       second.fill(1_000_000);
       third.fill(1_000_000);
-      run(200, 20, () => [first, second, third].forEach((receiver) => receiver.drip()));
+      run(600, 20, () => [first, second, third].forEach((receiver) => receiver.drip()));
       expect(first.out.lagging).toBe(false);
       expect(first.out.congested).toBe(true);
       expect(fixture.flow.holding).toBe(true);
@@ -305,13 +306,34 @@ describe('FlowControl', () => {
       fixture = new Fixture(3);
       const hovering = fixture.peer('hovering').fill(HWM * 2);
       const slow = fixture.peer('slow').fill(1_000_000);
-      run(100, 20, () => [hovering, slow].forEach((receiver) => receiver.drip()));
-      hovering.drip(HWM * 2); // below half the mark: not behind now, but it was a moment ago
+      run(600, 20, () => [hovering, slow].forEach((receiver) => receiver.drip()));
+      hovering.drip(HWM * 2); // below half the mark: not behind now, but a slow reader behind until now
       expect(hovering.out.congested).toBe(false);
       run(STALL + 200, 20, () => slow.drip());
       expect(slow.out.lagging).toBe(false);
       expect(slow.lags).toBe(0);
       expect(fixture.flow.holding).toBe(true);
+    });
+
+    it('leaves a slow minority lagging after the fast readers were behind a moment (a released burst)', () => {
+      fixture = new Fixture(4);
+      const slow = fixture.peer('slow').fill(1_000_000);
+      const fast = [fixture.peer('f1'), fixture.peer('f2'), fixture.peer('f3')];
+      const sender = fixture.sender('s');
+      run(STALL + 100, 20, () => slow.drip());
+      expect(slow.out.lagging).toBe(true);
+      // The released burst lands on the fast readers: behind for 60 ms, then drained.
+      for (const peer of fast) peer.fill(HWM * 2);
+      run(60, 20, () => [slow, ...fast].forEach((receiver) => receiver.drip()));
+      for (const peer of fast) peer.drip(HWM * 2);
+      let held = 0;
+      run(12_000, 20, () => {
+        slow.drip();
+        fixture.flow.holdSender(sender);
+        if (fixture.flow.holding) held += 20;
+      });
+      expect(held).toBeLessThanOrEqual(1000);
+      expect(slow.lags).toBe(1);
     });
 
     it('leaves a lagging reader lagging while the others keep up', () => {
