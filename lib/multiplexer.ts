@@ -73,7 +73,7 @@ export interface MultiplexerEvents<S extends object = Record<string, unknown>> {
 
 /** Counters and gauges of one multiplexer, as returned by {@link Multiplexer.stats}. */
 export interface MultiplexerStats {
-  /** Connections in any phase (awaiting access, joined, closing). */
+  /** Connections in every phase (awaiting access, joined, closing). */
   connections: number;
   /** Clients in the broadcast. */
   clients: number;
@@ -95,7 +95,7 @@ export interface MultiplexerStats {
   filterErrors: number;
   /** Other hooks and listeners that threw or rejected. */
   hookErrors: number;
-  /** Clients whose reading is paused at the moment, for any reason. */
+  /** Clients whose reading is paused at the moment, for whatever reason. */
   pausedClients: number;
   /** Departures of joined clients, by reason. */
   disconnects: Record<ExitReason, number>;
@@ -332,7 +332,7 @@ export class Multiplexer<S extends object = Record<string, unknown>> extends Eve
 
   /**
    * Runs when a client that joined leaves. The default runs the filters added with `addExitFilter` in
-   * order, each guarded (errors reported, the chain goes on), awaiting any that returns a Promise; override
+   * order, each guarded (errors reported, the chain goes on), awaiting each that returns a Promise; override
    * it in a subclass.
    */
   exitFilter(client: Client<S>, reason: ExitReason): void | Promise<void> {
@@ -383,7 +383,7 @@ export class Multiplexer<S extends object = Record<string, unknown>> extends Eve
    * slice fast path, rooms, forward filters, the bus). Called from `broadcast()`, the delivery carries that
    * message's sender; elsewhere the sender is server code (null).
    * @param target `except`: a local client that does not get it; `rooms`: absent for everyone, a list for the
-   *   members of any of them (once each), empty for nobody; `local`: this node only
+   *   members of each of them (once each), empty for nobody; `local`: this node only
    */
   protected deliver(message: Buffer, target: Target<S> = EVERYONE): void {
     this.hub.deliver(message, target);
@@ -433,7 +433,7 @@ export class Multiplexer<S extends object = Record<string, unknown>> extends Eve
     this.hub.deliver(toBuffer(data), targetOf(except, undefined));
   }
 
-  /** Server code sends `data` to the members of `room` (or of any of several rooms), as `sendToAll` does. */
+  /** Server code sends `data` to the members of `room` (or of several rooms), as `sendToAll` does. */
   sendToRoom(
     room: string | readonly string[],
     data: Buffer | string,
@@ -493,7 +493,7 @@ export class Multiplexer<S extends object = Record<string, unknown>> extends Eve
    * Starts listening (Tcl `Init port`); may be called several times (TCP, TLS and Unix listeners, or other
    * transports, all feeding one broadcast). Resolves with the bound address once listening; rejects with
    * `code: 'EADDRINUSE'` when the port is taken.
-   * @param where a port (0 for any free one), a Unix socket path, {@link ListenOptions} (with `tls` for this
+   * @param where a port (0 for a free one), a Unix socket path, {@link ListenOptions} (with `tls` for this
    *   listener; the constructor's `tls` otherwise), or a {@link Transport} such as `websocket(...)`
    */
   listen(port?: number | (ListenOptions & { path?: undefined })): Promise<AddressInfo>;

@@ -123,7 +123,7 @@ export interface MultiplexerOptions extends Partial<Settings> {
   node?: string;
   /**
    * Joins the other nodes of a cluster over this bus (`RedisBus`, `NatsBus`, a `MemoryHub`'s bus): what a
-   * client on any node sends reaches every member on every node. Opened by the first `listen()`.
+   * client on one node sends reaches every member on every node. Opened by the first `listen()`.
    */
   bus?: Bus;
   /**

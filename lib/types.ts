@@ -109,7 +109,7 @@ export type ErrorSource =
 export interface ErrorContext<S extends object = Record<string, unknown>> {
   /** The hook, listener or operation that failed. */
   readonly source: ErrorSource;
-  /** The client concerned, if any. */
+  /** The client concerned, or null. */
   readonly client?: Client<S>;
 }
 
@@ -119,7 +119,7 @@ export type FilterResult = Buffer | string | null | false | undefined | void;
 /**
  * A data filter (Tcl `AddFilter`): gets the data and its sender, returns what to broadcast.
  *
- * In `raw` framing `data` is a chunk as it was read (any boundaries); in `line` framing it is one line
+ * In `raw` framing `data` is a chunk as it was read (wherever its boundaries fall); in `line` framing it is one line
  * without its terminator, and the result gets a `\n` appended; with a custom framing, one message of it.
  */
 export type DataFilter<S extends object = Record<string, unknown>> = (
@@ -167,7 +167,7 @@ export type ForwardFilter<S extends object = Record<string, unknown>> = (
 export interface Target<S extends object = Record<string, unknown>> {
   /** A local client that does not get it (the sender, unless `sendToOrigin`). */
   readonly except?: Client<S> | null;
-  /** Absent: everyone. A list: the members of any of these rooms, once each. Empty: nobody. */
+  /** Absent: everyone. A list: the members of these rooms, once each. Empty: nobody. */
   readonly rooms?: readonly string[];
   /** True: only this node's clients, not the other nodes of a cluster. */
   readonly local?: boolean;

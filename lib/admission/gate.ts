@@ -3,7 +3,7 @@ import type { DenyReason } from '../types';
 
 /** The limits the gate applies, read at every connection so that `config()` changes apply at once. */
 export interface GateLimits {
-  /** Most connections at once (any phase, any transport); 0 is no limit. */
+  /** Most connections at once (every phase and transport); 0 is no limit. */
   readonly maxClients: number;
   /** Most connections from one address group; 0 is no limit. */
   readonly maxConnectionsPerAddress: number;
@@ -20,7 +20,7 @@ export interface GatePass {
 }
 
 /**
- * Counts connections before any handshake (TLS, WebSocket upgrade) and refuses those over the limits:
+ * Counts connections before their handshake (TLS, WebSocket upgrade) and refuses those over the limits:
  * in all, and per address group (an IPv4 /32 or /24, an IPv6 /64, ...), so one host that owns a whole
  * prefix cannot take every slot. Every transport passes its connections through the same gate.
  */

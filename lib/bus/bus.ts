@@ -15,7 +15,7 @@ export interface Bus {
   readonly maxFrameBytes: number;
   /**
    * Connects and subscribes to the channel. From then on `listener.frame` gets every frame published on
-   * the channel by any node, in the order each publisher published them (its own frames may come back too).
+   * the channel by every node, in the order each publisher published them (its own frames may come back too).
    * Resolves once subscribed; rejects when the first connection fails. Call it once.
    */
   open(listener: BusListener): Promise<void>;

@@ -105,7 +105,7 @@ function pinsLargeBuffer(view: Buffer): boolean {
  */
 export class Hub<S extends object> implements TransportHost {
   readonly gate: ConnectionGate;
-  /** Every connection not yet gone, in any phase. */
+  /** Every connection not yet gone, whatever its phase. */
   readonly sessions = new Set<Session<S>>();
   /** The clients in the broadcast, in the order they joined. */
   readonly members = new Set<Session<S>>();
@@ -475,7 +475,7 @@ export class Hub<S extends object> implements TransportHost {
     }
   }
 
-  /** One delivery into this turn's log; the sender is the client being broadcast for, if any. */
+  /** One delivery into this turn's log; the sender is the client being broadcast for, or null. */
   deliver(message: Buffer, target: Target<S>): void {
     const rooms = target.rooms === undefined ? null : target.rooms;
     if (rooms !== null && rooms.length === 0) return;

@@ -1,4 +1,4 @@
-/** Any listener, as eventemitter3 stores it. */
+/** A listener, as eventemitter3 stores it. */
 type Listener = (...args: never[]) => unknown;
 
 /**

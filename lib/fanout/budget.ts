@@ -18,7 +18,7 @@ const LOW_WATER = 0.9;
 
 /**
  * The process-wide memory budget: everything the server holds for clients (queued and in-flight output,
- * held input, partial lines), each shared Buffer counted once (slabs count themselves while any queue or write
+ * held input, partial lines), each shared Buffer counted once (slabs count themselves while a queue or write
  * references them). Reaching it deals with the largest holders first, stalled ones before slow ones, by their
  * policy, until the total is back under 90 % of it.
  */

@@ -142,7 +142,7 @@ export class FlowControl<M extends FlowMember> {
     out.lagReported = false;
     this.congestion.add(member);
     // One that showed lately it reads while behind holds senders at once; one that has not, until the next
-    // check, if the shared budget has any left (a majority that falls behind is let hold there).
+    // check, while the shared budget lasts (a majority that falls behind is let hold there).
     if (this.proven(out, now) || this.minorityBudget > 0 || this.holders.size > 0) this.holders.add(member);
     this.startWatchdog(now);
   }
@@ -391,7 +391,7 @@ export class FlowControl<M extends FlowMember> {
   }
 
   /**
-   * Nobody holds senders back any more: they go on, each first framing what it sent while it waited. The work
+   * Nobody holds senders back now: they go on, each first framing what it sent while it waited. The work
    * is spread over event-loop turns, and stops as soon as a released sender puts a receiver behind again.
    */
   private release(): void {

@@ -152,7 +152,7 @@ export class Outbound {
       }
       this.write(scratch, bytes, share.messages);
       scratch.length = 0;
-      // In flight: it now holds a reference to the slab (when it took any of it) and its own bytes.
+      // In flight: it now holds a reference to the slab (when it took part of it) and its own bytes.
       if (connection.pending > 0)
         this.hold(bytes, slab !== null && owns < bytes ? [retained(slab, this)] : NO_SLABS, owns);
       return;
@@ -229,7 +229,7 @@ export class Outbound {
     return this.queue === null ? 0 : this.queue.dropOldest(cost);
   }
 
-  /** The connection closed: nothing it holds is needed any more. */
+  /** The connection closed: nothing it holds is needed now. */
   release(): void {
     this.clear();
     const flights = this.flights;

@@ -1,5 +1,5 @@
 /**
- * Which members are in which room. Rooms exist while they have members; a member may be in any number.
+ * Which members are in which room. Rooms exist while they have members; a member may be in many.
  * Membership is looked up per receiver during a fan-out, so both directions are kept.
  */
 export class RoomIndex<M> {
@@ -47,7 +47,7 @@ export class RoomIndex<M> {
 
 const NONE: ReadonlySet<never> = new Set<never>();
 
-/** True when a member in `memberRooms` is in any of `rooms`. */
+/** True when a member in `memberRooms` is in one of `rooms` at least. */
 export function inAnyRoom(memberRooms: ReadonlySet<string> | null, rooms: readonly string[]): boolean {
   if (memberRooms === null || memberRooms.size === 0) return false;
   for (let i = 0; i < rooms.length; i += 1) if (memberRooms.has(rooms[i])) return true;

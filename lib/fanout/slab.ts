@@ -7,7 +7,7 @@ export interface MemoryAccount {
 /**
  * One turn's messages in one encoding (the stream bytes, or WebSocket frames), copied once, back to back:
  * message `i` is `buffer[offsets[i]..offsets[i + 1])`. Every receiver's share of the turn is sliced from it,
- * and a receiver that is behind queues ranges of it, never copies. While any queue holds a range of it, it
+ * and a receiver that is behind queues ranges of it, never copies. While a queue holds a range of it, it
  * is counted once in the memory budget.
  */
 export class Slab {

@@ -228,7 +228,7 @@ export class TurnLog<R extends Receiver, O> {
 
   /**
    * Gives one member what the turn's logs hold for it and it has not taken yet: the rest of the log being
-   * given out, if any, then the current one (before a direct send to it, or as it leaves).
+   * given out (if there is one), then the current one (before a direct send to it, or as it leaves).
    */
   catchUp(receiver: R): void {
     const fanning = this.fanning;
@@ -388,7 +388,7 @@ interface Fanning<R, O> {
 
 /**
  * The layout by room of a turn whose messages each go to one room (or to nobody here: presence changes, put
- * last): the log indices in slab order, each index's slab position, each room's span. Null for any other turn.
+ * last): the log indices in slab order, each index's slab position, each room's span. Null for every other turn.
  */
 function groupByRoom(
   rooms: readonly (readonly string[] | null)[],

@@ -8,7 +8,7 @@ import { type TokenBuckets } from './rate-limiter';
  */
 export const HELD_MESSAGE_OVERHEAD = 128;
 
-/** What a client's messages wait for, as bits: while any is set, what it sends waits in its inbox. */
+/** What a client's messages wait for, as bits: while one is set, what it sends waits in its inbox. */
 export const HOLD_ACCESS = 1;
 export const HOLD_FILTER = 2;
 export const HOLD_RATE = 4;
@@ -97,7 +97,7 @@ export class Inbound implements MessageSink {
     return this.unframed !== null && !this.inboxFull && !this.dropped;
   }
 
-  /** True once nothing it sent waits any more and nothing will come. */
+  /** True once nothing it sent waits now and nothing will come. */
   get done(): boolean {
     return (
       (this.dropped || ((this.endFramed || this.departed) && this.unframed === null)) &&

@@ -85,7 +85,7 @@ export interface Connection {
 
 /** What a transport needs from the multiplexer it feeds. */
 export interface TransportHost {
-  /** Counts connections before any handshake; every transport uses the same one. */
+  /** Counts connections before their handshake; every transport uses the same one. */
   readonly gate: ConnectionGate;
   readonly log: Logger;
   /** True once `destroy()` began: new connections are refused. */

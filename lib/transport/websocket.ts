@@ -66,7 +66,7 @@ export interface WebSocketOptions {
   path?: string;
   /**
    * Origins allowed to connect (`'https://chat.example.com'`, scheme and host and port, as browsers send
-   * them); absent, any. A request without an Origin header does not come from a browser page and is let in.
+   * them); absent, every origin. A request without an Origin header does not come from a browser page and is let in.
    */
   origins?: readonly string[];
   /**
@@ -627,7 +627,7 @@ export class WebSocketTransport implements Transport {
     this.pingTimer.unref();
   }
 
-  /** A connection to its own port: counted by the gate before any handshake, and timed from now. */
+  /** A connection to its own port: counted by the gate before its handshake, and timed from now. */
   private onConnection(
     raw: net.Socket,
     http: HttpServer,
