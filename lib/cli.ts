@@ -5,7 +5,7 @@ import type { AddressInfo } from 'node:net';
 import { join } from 'node:path';
 import { parseArgs, type ParseArgsConfig } from 'node:util';
 import { accessList } from './admission/access';
-import { busFromUrl } from './bus/from-url';
+import { BUS_URL, busFromUrl } from './bus/from-url';
 import { Multiplexer } from './multiplexer';
 import { DEFAULTS, isBooleanSetting, SETTING_KEYS, type MultiplexerOptions, type SettingKey } from './options';
 
@@ -214,7 +214,7 @@ function plan(argv: string[]): Plan | 'help' | 'version' {
   }
   const busUrl = stringOf(values.bus);
   const channel = stringOf(values.channel) ?? 'multiplexer';
-  if (busUrl !== undefined && !/^(redis|rediss|redis-cluster|nats):\/\/[^\s]+$/.test(busUrl)) {
+  if (busUrl !== undefined && !BUS_URL.test(busUrl)) {
     throw new UsageError(
       `--bus must be redis://HOST:PORT, redis-cluster://HOST:PORT[,...] or nats://HOST:PORT[,...]; got ${busUrl}`,
     );

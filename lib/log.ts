@@ -127,20 +127,22 @@ export class SummedWarning {
   flush(): void {
     if (this.timer !== null) clearTimeout(this.timer);
     this.timer = null;
-    if (this.a === 0 && this.b === 0) return;
+    this.emit();
+  }
+
+  /** Writes what is summed, if it is not nothing; true when it wrote. */
+  private emit(): boolean {
+    if (this.a === 0 && this.b === 0) return false;
     this.write(this.a, this.b);
     this.a = 0;
     this.b = 0;
+    return true;
   }
 
   private arm(): void {
     this.timer = setTimeout(() => {
       this.timer = null;
-      if (this.a === 0 && this.b === 0) return;
-      this.write(this.a, this.b);
-      this.a = 0;
-      this.b = 0;
-      this.arm();
+      if (this.emit()) this.arm();
     }, this.everyMs);
     this.timer.unref();
   }

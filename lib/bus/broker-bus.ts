@@ -64,12 +64,9 @@ export abstract class BrokerBus implements Bus {
    * One attempt of {@link reconnect}: drops the connections at once (no goodbye: the broker may not be
    * listening) and makes new ones, resolving once they are subscribed again, within `timeout` ms; rejects
    * when that fails, and the bus tries again a little later. It must leave nothing open when it rejects
-   * (the next attempt starts by dropping whatever the last one made). The default disconnects and connects.
+   * (the next attempt starts by dropping whatever the last one made).
    */
-  protected async reopen(timeout: number): Promise<void> {
-    await this.disconnect();
-    await deadline(this.connect(), timeout, `${this.kind} bus: no answer within ${timeout} ms`);
-  }
+  protected abstract reopen(timeout: number): Promise<void>;
 
   /** Read through a getter: `close()` may run while `open()` awaits, which narrowing cannot see. */
   private get closed(): boolean {

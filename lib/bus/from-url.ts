@@ -1,6 +1,9 @@
 import { invalidArgument } from '../errors';
 import type { Bus } from './bus';
 
+/** A bus URL: its scheme, then what follows `://` (one host, or several separated by commas). */
+export const BUS_URL = /^(redis|rediss|redis-cluster|nats):\/\/(\S+)$/;
+
 /**
  * The bus a URL names, loaded from its own entry point only when asked for (so that a program that uses no
  * bus loads neither Redis nor NATS): `redis://host:port` one Redis server (PUBLISH/SUBSCRIBE),
@@ -10,7 +13,7 @@ import type { Bus } from './bus';
  * const mux = new Multiplexer({ bus: await busFromUrl('redis://127.0.0.1:6379', 'chat') });
  */
 export async function busFromUrl(url: string, channel = 'multiplexer'): Promise<Bus> {
-  const match = /^(redis|rediss|redis-cluster|nats):\/\/(\S+)$/.exec(String(url));
+  const match = BUS_URL.exec(String(url));
   if (match === null) {
     throw invalidArgument(`a bus URL is redis://H:P, redis-cluster://H:P[,H:P...] or nats://H:P[,H:P...]; got ${url}`);
   }

@@ -247,9 +247,7 @@ export class BusLink implements BusListener {
       fresh = true;
     }
     peer.lastSeen = now;
-    if (this.gate !== null && this.gate.waitingFor.delete(frame.node) && this.gate.waitingFor.size === 0) {
-      this.openGate();
-    }
+    this.heard(frame.node);
     const count = frame.kind === FrameKind.Messages ? frame.envelopes.length : 0;
     const verdict = peer.sequence.accept(frame.incarnation, frame.first, count);
     if (!peer.up || verdict.restarted || fresh) {
@@ -319,9 +317,7 @@ export class BusLink implements BusListener {
         peer.up = false;
         this.countNodes();
         this.owner.node(node, false);
-        if (this.gate !== null && this.gate.waitingFor.delete(node) && this.gate.waitingFor.size === 0) {
-          this.openGate();
-        }
+        this.heard(node); // down: no longer waited for
       }
     }
     // Our own heartbeats come back through the broker. When they stop while the bus says it is up, the path
@@ -461,6 +457,11 @@ export class BusLink implements BusListener {
     timer.unref();
     this.gate = { waitingFor, timer };
     this.hello();
+  }
+
+  /** A node the gate waits for was heard again (or is down): the gate opens once none is left. */
+  private heard(node: string): void {
+    if (this.gate !== null && this.gate.waitingFor.delete(node) && this.gate.waitingFor.size === 0) this.openGate();
   }
 
   private openGate(): void {

@@ -360,13 +360,12 @@ class NodeRedisClusterCarrier implements RedisCarrier {
       this.subscribed = true;
       return;
     }
-    this.drop();
-    try {
-      await deadline(this.connect(), timeout, `redis cluster: no answer within ${timeout} ms`);
-    } catch (error) {
-      this.drop();
-      throw error;
-    }
+    return redial(
+      () => this.drop(),
+      () => this.connect(),
+      timeout,
+      'redis cluster',
+    );
   }
 
   /** Destroys the bus's own cluster client at once. */
@@ -565,10 +564,10 @@ class IORedisServerCarrier implements RedisCarrier {
 }
 
 /** Drops a carrier's clients and connects afresh within `timeout`; what a failed attempt made is dropped too. */
-async function redial(drop: () => void, connect: () => Promise<void>, timeout: number): Promise<void> {
+async function redial(drop: () => void, connect: () => Promise<void>, timeout: number, label = 'redis'): Promise<void> {
   drop();
   try {
-    await deadline(connect(), timeout, `redis: no answer within ${timeout} ms`);
+    await deadline(connect(), timeout, `${label}: no answer within ${timeout} ms`);
   } catch (error) {
     drop();
     throw error;

@@ -10,6 +10,7 @@ import { lineFraming } from '../framing/line';
 import type { Decoder, Framing } from '../framing/framing';
 import { MessageDecoder, messageFrames } from '../framing/websocket';
 import { nextData } from '../inbound/filter-chain';
+import { pinsLargeBuffer } from '../inbound/inbound';
 import type { Logger } from '../log';
 import type { Settings, TlsServerOptions } from '../options';
 import type { Connection, TransportHost } from '../transport/connection';
@@ -90,12 +91,6 @@ export interface HubOwner<S extends object> {
 
 function zeroes<K extends string>(keys: readonly K[]): Record<K, number> {
   return Object.fromEntries(keys.map((key) => [key, 0])) as Record<K, number>;
-}
-
-/** Views smaller than an eighth of a read buffer of over 16 KiB would keep all of it alive while queued. */
-function pinsLargeBuffer(view: Buffer): boolean {
-  const backing = view.buffer.byteLength;
-  return backing > 16 * 1024 && view.length * 8 < backing;
 }
 
 /**

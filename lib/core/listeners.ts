@@ -1,3 +1,5 @@
+import { isPromiseLike } from './user-code';
+
 /** A listener, as eventemitter3 stores it. */
 type Listener = (...args: never[]) => unknown;
 
@@ -25,13 +27,7 @@ export class ListenerGuard {
     const guarded = function (this: unknown, ...args: never[]): void {
       try {
         const result = original.apply(this, args);
-        if (
-          typeof result === 'object' &&
-          result !== null &&
-          typeof (result as PromiseLike<unknown>).then === 'function'
-        ) {
-          (result as PromiseLike<unknown>).then(undefined, onRejected);
-        }
+        if (isPromiseLike(result)) result.then(undefined, onRejected);
       } catch (error) {
         failed(key, error);
       }

@@ -153,11 +153,6 @@ export class FlowControl<M extends FlowMember> {
     if (out.congested && !this.holders.has(member)) this.holders.add(member);
   }
 
-  /** Senders waiting because of receivers, and receivers they wait for, for logs and tests. */
-  get holderCount(): number {
-    return this.holders.size;
-  }
-
   /** A receiver drained to half of `highWaterMark`. */
   relieved(member: M): void {
     const out = member.out;
@@ -165,7 +160,7 @@ export class FlowControl<M extends FlowMember> {
     out.behindMs = out.behindMs * 0.5 ** ((now - out.behindAt) / 1000) + (now - out.congestedSince);
     out.behindAt = now;
     out.lagging = false;
-    out.relievedAt = Date.now();
+    out.relievedAt = now;
     this.laggards.delete(member);
     this.endCongestion(member);
   }
@@ -357,7 +352,8 @@ export class FlowControl<M extends FlowMember> {
       const out = member.out;
       out.holdBudget -= Math.min(elapsed, now - out.congestedSince);
       // Once the shared budget is spent, holders that are not draining stop holding anyone back.
-      if (out.holdBudget <= 0 || (this.minorityBudget <= 0 && now - out.progressAt > DRAINING_MS)) this.lag(member);
+      if (out.holdBudget <= 0 || (this.minorityBudget <= 0 && now - out.progressAt > DRAINING_MS))
+        this.lag(member, now);
     }
     if (!this.holding) this.release();
     if (this.congestion.size === 0 && this.watchdog !== null) {
@@ -375,12 +371,12 @@ export class FlowControl<M extends FlowMember> {
     this.congestion.add(member);
   }
 
-  private lag(member: M): void {
+  private lag(member: M, now: number): void {
     const out = member.out;
     out.holdBudget = 0;
     out.congested = false;
     out.lagging = true;
-    out.laggedAt = Date.now();
+    out.laggedAt = now;
     this.laggards.add(member);
     this.congestion.delete(member);
     this.holders.delete(member);

@@ -111,7 +111,7 @@ export class Outbound {
 
   /** What `maxQueuedBytes` bounds: the queue (with its entry overhead) plus what the kernel has not taken. */
   get backlog(): number {
-    return (this.queue === null ? 0 : this.queue.cost) + this.connection.pending;
+    return this.queuedBytes + this.connection.pending;
   }
 
   /** Queued bytes not yet handed to the connection. */
@@ -121,7 +121,7 @@ export class Outbound {
 
   /** Bytes it holds against the memory budget: its queue and its writes in flight. */
   get heldBytes(): number {
-    return (this.queue === null ? 0 : this.queue.cost) + this.flightBytes;
+    return this.queuedBytes + this.flightBytes;
   }
 
   /** True while nothing waits in its queue. */
@@ -195,7 +195,7 @@ export class Outbound {
   pump(): void {
     const queue = this.queue;
     const connection = this.connection;
-    if (queue !== null) {
+    if (queue !== null && queue.length > 0) {
       const taken: Taken = emptyTaken();
       while (queue.length > 0 && connection.pending < DIRECT_LIMIT && connection.writable) {
         queue.take(WRITE_MAX, taken);
@@ -203,7 +203,7 @@ export class Outbound {
         if (connection.pending > 0) {
           this.hold(taken.bytes, taken.slabs.slice(), taken.owns, true);
         } else {
-          this.releaseFlight({ bytes: taken.bytes, slabs: taken.slabs, owns: taken.owns });
+          this.releaseFlight(taken);
         }
         taken.views.length = 0;
         taken.slabs.length = 0;

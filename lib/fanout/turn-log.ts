@@ -76,7 +76,8 @@ export class TurnLog<R extends Receiver, O> {
   private flushTimer: NodeJS.Immediate | null = null;
   /** Scratch shares: one per receiver being served, more only when user code re-enters (a catch-up). */
   private readonly shares: Share[] = [];
-  private scratch: Buffer[] = [];
+  /** Views for one receiver's write; null while one is being written (user code re-entering gets its own). */
+  private scratch: Buffer[] | null = [];
   private dirty: R[] = [];
   private spareDirty: R[] = [];
   /** Work that must wait for the end of the fan-out in progress (events user code may react to). */
@@ -350,8 +351,8 @@ export class TurnLog<R extends Receiver, O> {
     if (share.count > 0) {
       receiver.taking = true;
       // User code run from here (a limit listener, a forward filter's send) may need a scratch of its own.
-      const scratch = this.scratch;
-      this.scratch = [];
+      const scratch = this.scratch ?? [];
+      this.scratch = null;
       try {
         receiver.out.accept(share, slab, scratch);
       } finally {

@@ -123,7 +123,7 @@ export class Inbound implements MessageSink {
   finish(): void {
     if (this.ended || this.dropped) return;
     this.ended = true;
-    this.continue();
+    this.drain();
   }
 
   /** It was admitted: its messages go out. */
@@ -160,7 +160,7 @@ export class Inbound implements MessageSink {
       this.drop();
       return;
     }
-    this.continue();
+    this.drain();
   }
 
   /** Receivers caught up: frames what waited for them, about `max` bytes at most. Returns the bytes framed. */
@@ -235,11 +235,6 @@ export class Inbound implements MessageSink {
       this.owner.holdForFlow();
     }
     return fed;
-  }
-
-  /** Moves on after something that blocked input cleared. */
-  private continue(): void {
-    this.drain();
   }
 
   private endOfStream(): void {
@@ -409,7 +404,7 @@ export class Inbound implements MessageSink {
 const EMPTY = Buffer.alloc(0);
 
 /** Views smaller than an eighth of a read buffer of over 16 KiB would keep all of it alive while held. */
-function pinsLargeBuffer(view: Buffer): boolean {
+export function pinsLargeBuffer(view: Buffer): boolean {
   const backing = view.buffer.byteLength;
   return backing > 16 * 1024 && view.length * 8 < backing;
 }
