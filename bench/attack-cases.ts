@@ -255,12 +255,18 @@ const rateStay: Attack = {
 
 // ------------------------------------------------------------------ 8.2 a slow majority
 
-function slowMajority(name: string, readers: readonly Pace[], floodBytesPerSecond: number, what: string): Attack {
+function slowMajority(
+  name: string,
+  readers: readonly Pace[],
+  floodBytesPerSecond: number,
+  what: string,
+  seconds = 8,
+): Attack {
   return {
     name,
     item: '8.2',
     what,
-    timeoutMs: 60_000,
+    timeoutMs: 52_000 + seconds * 1000,
     async run(ctx) {
       const cli = await ctx.cli([]);
       const probe = ctx.probe({
@@ -268,7 +274,7 @@ function slowMajority(name: string, readers: readonly Pace[], floodBytesPerSecon
         receivers: readers,
         sender: { mode: 'paced', size: 4096, writeBytes: 64 * 1024, bytesPerSecond: floodBytesPerSecond },
       });
-      const healthy = await measure(ctx, probe, 8, undefined, { quietMs: 3000, timeoutMs: 25_000 });
+      const healthy = await measure(ctx, probe, seconds, undefined, { quietMs: 3000, timeoutMs: 25_000 });
       ctx.figures.readers_cut = `${healthy.cut}/${healthy.receivers}`;
       if (healthy.cut > 0) ctx.figures.cut_after_mib = mib(healthy.cutAfterBytes);
       ctx.figures.missing_mib = mib(healthy.missingBytes);
@@ -775,6 +781,31 @@ export const ATTACKS: readonly Attack[] = [
     slowReaders([10e6, 15e6, 20e6]),
     30e6,
     'receivers read at 10, 15 and 20 MB/s; one sender at 30 MB/s',
+  ),
+  slowMajority(
+    'slow-majority-mixed',
+    slowReaders([8e6, 12e6, 25e6]),
+    30e6,
+    'receivers read at 8, 12 and 25 MB/s; one sender at 30 MB/s (a variant)',
+  ),
+  slowMajority(
+    'slow-majority-four',
+    [...slowReaders([10e6, 15e6, 20e6]), null],
+    30e6,
+    'receivers read at 10, 15 and 20 MB/s and one as fast as it can; one sender at 30 MB/s (a variant)',
+  ),
+  slowMajority(
+    'slow-majority-long',
+    [...slowReaders([10e6, 15e6, 20e6]), null],
+    30e6,
+    'the four receivers of slow-majority-four for 30 s (past the 10 s a slow reader is remembered)',
+    30,
+  ),
+  slowMajority(
+    'slow-minority',
+    [...slowReaders([5e6]), null, null],
+    30e6,
+    'the other side: one receiver reads at 5 MB/s, two as fast as they can; one sender at 30 MB/s (the slow one is cut)',
   ),
   slowMajority(
     'slow-majority-pausing',

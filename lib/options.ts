@@ -23,8 +23,9 @@ export interface Settings {
   /** Log threshold (Tcl `debuglevel`). Default `'warn'`. */
   debugLevel: LogLevel;
   /**
-   * Bound of one client's outbound backlog, in bytes; past it `slowConsumer` applies. Twice that for one second
-   * after the client began lagging while it still reads (the senders let go land their backlog on it at once).
+   * Bound of one client's outbound backlog, in bytes; past it `slowConsumer` applies. Four times that for one
+   * second after the client began lagging while it still reads (the senders let go land their backlog on it at
+   * once), within `memoryBudget`.
    * Default 8 MiB.
    */
   maxQueuedBytes: number;

@@ -49,6 +49,11 @@ const SLOW_BEHIND_MS = 250;
 const UNPROVEN_IDLE_MS = 2000;
 /** Most a receiver's proof window may grow to, however slowly its kernel wakes the writer. */
 const MAX_PROOF_WINDOW = 10_000;
+/**
+ * Bytes a receiver's kernel must have taken in all before it counts as a reader without showing it again:
+ * more than the kernel buffers of a connection that never reads hold.
+ */
+const READER_BYTES = 16 * 1024 * 1024;
 /** Bytes of held senders' input framed per event-loop turn while they are released. */
 const RELEASE_BYTES_PER_TURN = 256 * 1024;
 
@@ -61,7 +66,8 @@ const RELEASE_BYTES_PER_TURN = 256 * 1024;
  * (a slow reader's kernel takes bytes in steps of a third of its send buffer, seconds apart): twice its
  * typical gap, at least `stallTimeout`. One that stops taking bytes stops holding anyone when its window
  * passes, without being cut: its queue grows to `maxQueuedBytes` and its policy applies; it holds again once
- * it takes bytes.
+ * it takes bytes. One that read its way out of an earlier episode in the last 10 s, or whose kernel took more
+ * than 16 MiB in all, has shown it reads already: it holds at once (a released burst lands on fast readers too).
  *
  * Keeping up is counted over the receivers that got data lately and were not slow readers behind lately (a
  * client that only sends is neither); those slow readers that are not behind this moment count with the
@@ -71,6 +77,11 @@ const RELEASE_BYTES_PER_TURN = 256 * 1024;
  * it is lagging until it drains to half the mark; holds by minorities that are not draining also spend one
  * shared budget that refills at a twentieth of real time, so that they take at most about a tenth of the time (20 ms checks) however
  * many receivers come and go.
+ *
+ * A minority's lag is a trial: the senders run free and the others are tested at their pace. A laggard that
+ * reads holds again, uncharged, when the readers behind it outnumber those keeping up and those that drained a
+ * moment ago; the receivers that fell behind during the trial are slow readers then, and while such a slow
+ * majority holds senders its slow readers are not forgotten (they are not tested again while the senders wait).
  *
  * A receiver that fell behind and has not shown it reads yet (a newcomer that never reads looks like this)
  * holds senders for a moment only (50 ms, and while the shared budget lasts) when others keep up; for
@@ -92,6 +103,8 @@ export class FlowControl<M extends FlowMember> {
   private minorityBudget: number;
   private minorityStamp = Date.now();
   private releasing: NodeJS.Immediate | null = null;
+  /** The last check found a majority behind, counting slow readers not behind now, and it holds senders. */
+  private slowMajority = false;
   /** Held by something other than a receiver (a slow bus). */
   private external = false;
 
@@ -140,6 +153,10 @@ export class FlowControl<M extends FlowMember> {
     out.congested = true;
     out.congestedSince = now;
     out.lagReported = false;
+    // One that read its way out of an earlier episode lately, or whose kernel took more than a kernel holds
+    // for a client that never reads, has shown it reads: it need not show it again before it holds senders (a
+    // released burst lands on readers that keep up, too).
+    if (this.reads(out, now)) out.provenAt = now;
     this.congestion.add(member);
     // One that showed lately it reads while behind holds senders at once; one that has not, until the next
     // check, while the shared budget lasts (a majority that falls behind is let hold there).
@@ -218,6 +235,12 @@ export class FlowControl<M extends FlowMember> {
     return out.provenAt > 0 && now - out.provenAt <= this.proofWindow(out);
   }
 
+  /** True when a receiver read its way out of an earlier episode lately, or its kernel took a lot in all. */
+  private reads(out: Outbound, now: number): boolean {
+    if (out.takenBytes >= READER_BYTES) return true;
+    return out.provenAt > 0 && out.relievedAt >= out.provenAt && now - out.provenAt <= SLOW_MEMORY_MS;
+  }
+
   /**
    * True when a receiver is a slow reader: behind for half a second in all lately (time behind fades by half
    * each second), remembered for 10 s. A reader behind for a moment (a burst landed on it) is not slow.
@@ -233,17 +256,22 @@ export class FlowControl<M extends FlowMember> {
    * that keep up, and the slow readers among them (they drained only while senders waited, and count with the
    * readers behind). A client that only sends is neither.
    */
-  private census(now: number): { keepingUp: number; slowOthers: number } {
+  private census(now: number): { keepingUp: number; slowOthers: number; drained: number } {
     const halfMark = this.settings.highWaterMark / 2;
     let keepingUp = 0;
     let slowOthers = 0;
+    let drained = 0;
     for (const member of this.members()) {
       const out = member.out;
       if (out.congested || out.lagging || now - out.lastWriteAt > ACTIVE_MS) continue;
-      if (this.slow(out, now)) slowOthers += 1;
-      else if (now - out.provenAt > ACTIVE_MS && out.backlog <= halfMark) keepingUp += 1;
+      if (this.slow(out, now)) {
+        slowOthers += 1;
+        // While a slow majority holds senders, its slow readers are not tested again: still slow.
+        if (this.slowMajority) out.slowAt = now;
+      } else if (now - out.provenAt > ACTIVE_MS && out.backlog <= halfMark) keepingUp += 1;
+      else drained += 1;
     }
-    return { keepingUp, slowOthers };
+    return { keepingUp, slowOthers, drained };
   }
 
   private endCongestion(member: M): void {
@@ -294,8 +322,8 @@ export class FlowControl<M extends FlowMember> {
     // took more first), the slow readers are a majority after all, and those hold senders again.
     const reading: M[] = [];
     for (const member of this.laggards) if (this.proven(member.out, now)) reading.push(member);
-    const { keepingUp, slowOthers } =
-      candidates.length + reading.length === 0 ? { keepingUp: 0, slowOthers: 0 } : this.census(now);
+    const { keepingUp, slowOthers, drained } =
+      candidates.length + reading.length === 0 ? { keepingUp: 0, slowOthers: 0, drained: 0 } : this.census(now);
     // Only readers that showed they read make a majority (readers that never read cannot freeze anyone); slow
     // readers not behind this moment count with them (one hovering about the mark must not flip the verdict).
     let majority = proven + slowOthers > keepingUp;
@@ -304,7 +332,8 @@ export class FlowControl<M extends FlowMember> {
       for (const member of candidates) if (this.proven(member.out, now) && this.slow(member.out, now)) slowBehind += 1;
       // Readers behind for a moment only (a burst) do not make laggards hold again: they are not slow.
       const fastBehind = proven - slowBehind;
-      if (reading.length + slowBehind + slowOthers > keepingUp + fastBehind) {
+      if (reading.length + slowBehind + slowOthers > keepingUp + fastBehind + drained) {
+        this.behindInTrial(reading, now);
         for (const member of reading) {
           this.unlag(member);
           candidates.push(member);
@@ -355,10 +384,26 @@ export class FlowControl<M extends FlowMember> {
       if (out.holdBudget <= 0 || (this.minorityBudget <= 0 && now - out.progressAt > DRAINING_MS))
         this.lag(member, now);
     }
+    this.slowMajority = majority && slowOthers > 0 && holding.size > 0;
     if (!this.holding) this.release();
-    if (this.congestion.size === 0 && this.watchdog !== null) {
+    // Laggards are checked on while they lag: when those that kept up leave or lag too, the ones that read
+    // are a majority after all (nobody need be congested then).
+    if (this.congestion.size === 0 && this.laggards.size === 0 && this.watchdog !== null) {
       clearInterval(this.watchdog);
       this.watchdog = null;
+    }
+  }
+
+  /**
+   * Laggards that read are let hold again: the receivers that fell behind since the first of them lagged (the
+   * senders ran free then) are slow readers, even those that drained already (a hold began for them).
+   */
+  private behindInTrial(reading: readonly M[], now: number): void {
+    let since = now;
+    for (const member of reading) since = Math.min(since, member.out.laggedAt);
+    for (const member of this.members()) {
+      const out = member.out;
+      if (out.congestedSince >= since && now - out.lastWriteAt <= ACTIVE_MS) out.slowAt = now;
     }
   }
 

@@ -12,8 +12,10 @@ export const clock = { now: Date.now() };
 
 /** How fast a receiver's typical gap between completions fades once its gaps get shorter. */
 const GAP_HALF_LIFE_MS = 10_000;
-/** How long after it began lagging a receiver that still reads may queue up to twice `maxQueuedBytes`. */
+/** How long after it began lagging a receiver that still reads may queue up to four times `maxQueuedBytes`. */
 const LAG_PROBATION_MS = 1000;
+/** How many times `maxQueuedBytes` such a receiver may queue then. */
+const LAG_ROOM = 4;
 
 /** A share is written at once while less than this is still on its way to the kernel. */
 export const DIRECT_LIMIT = 64 * 1024;
@@ -86,6 +88,8 @@ export class Outbound {
   typicalGap = 0;
   /** When a write last completed while it was congested: it showed it reads while behind. */
   provenAt = 0;
+  /** Bytes handed to its connection in all (what its kernel took is this less what is still pending). */
+  writtenBytes = 0;
   /** When `typicalGap` was last updated. */
   private gapAt = 0;
   /** When it was last written to: a receiver that gets nothing is neither keeping up nor behind. */
@@ -112,6 +116,11 @@ export class Outbound {
   /** What `maxQueuedBytes` bounds: the queue (with its entry overhead) plus what the kernel has not taken. */
   get backlog(): number {
     return this.queuedBytes + this.connection.pending;
+  }
+
+  /** Bytes its kernel took in all: past what a kernel holds for a client that never reads, it reads. */
+  get takenBytes(): number {
+    return this.writtenBytes - this.connection.pending;
   }
 
   /** Queued bytes not yet handed to the connection. */
@@ -256,6 +265,7 @@ export class Outbound {
     const connection = this.connection;
     const before = connection.pending;
     connection.write(views);
+    this.writtenBytes += bytes;
     this.lastWriteAt = clock.now;
     this.owner.wrote(bytes, messages);
     if (connection.pending === 0) return; // the kernel took it all at once
@@ -298,15 +308,16 @@ export class Outbound {
   }
 
   /**
-   * What its backlog may reach now: `maxQueuedBytes`, or twice that for a moment after it began lagging while
-   * it still reads: senders held for it are let go then and their kernels' backlog lands on it at once, while
-   * the others are only now tested at the senders' pace (when they fall behind too, the readers behind are a
-   * majority after all, and it holds senders again).
+   * What its backlog may reach now: `maxQueuedBytes`, or four times that for a moment after it began lagging
+   * while it still reads: senders held for it are let go then and their kernels' backlog (which grows with the
+   * hold: 13-33 MB after holds of 1-10 s here) lands on it at once, while the others are only now tested at the
+   * senders' pace (when they fall behind too, the readers behind are a majority after all, and it holds senders
+   * again). The process-wide memory budget still applies.
    */
   private queueLimit(max: number): number {
     const now = Date.now();
     return this.lagging && now - this.laggedAt <= LAG_PROBATION_MS && now - this.progressAt <= LAG_PROBATION_MS
-      ? 2 * max
+      ? LAG_ROOM * max
       : max;
   }
 

@@ -302,6 +302,50 @@ describe('FlowControl', () => {
       expect(fixture.flow.holding).toBe(true);
     });
 
+    it('lets a lagging reader hold again when the readers that kept up leave, nobody being congested then', () => {
+      fixture = new Fixture(3);
+      const slow = fixture.peer('slow').fill(1_000_000);
+      const sender = fixture.sender('s');
+      run(STALL + 100, 20, () => slow.drip());
+      expect(slow.out.lagging).toBe(true);
+      fixture.members = 1; // the two that kept up are gone: it is no minority now
+      run(100, 20, () => slow.drip());
+      expect(slow.out.lagging).toBe(false);
+      expect(fixture.flow.holding).toBe(true);
+      fixture.flow.holdSender(sender);
+      expect(sender.paused).toBe(true);
+    });
+
+    it('counts the readers that fell behind while a laggard was let go as slow, though they drained since', () => {
+      fixture = new Fixture(3);
+      const first = fixture.peer('first').fill(1_000_000);
+      const others = [fixture.peer('second'), fixture.peer('third')];
+      const sender = fixture.sender('s');
+      run(STALL + 100, 20, () => first.drip());
+      expect(first.out.lagging).toBe(true);
+      for (const peer of others) peer.fill(HWM * 2); // the senders ran free: both fell behind
+      run(40, 20, () => first.drip());
+      expect(first.out.lagging).toBe(false);
+      for (const peer of others) peer.drip(HWM * 2); // drained while senders waited: not faster than them
+      run(1500, 20, () => first.drip());
+      expect(first.lags).toBe(1);
+      expect(fixture.flow.holding).toBe(true);
+      fixture.flow.holdSender(sender);
+      expect(sender.paused).toBe(true);
+    });
+
+    it("keeps a slow majority's verdict while it holds senders: its slow readers are not forgotten after 10 s", () => {
+      fixture = new Fixture(3);
+      const behind = fixture.peer('behind').fill(100_000_000);
+      const hovering = fixture.peer('hovering').fill(HWM * 100);
+      run(600, 20, () => [behind, hovering].forEach((receiver) => receiver.drip()));
+      hovering.drip(HWM * 100); // a slow reader, not behind now
+      run(15_000, 20, () => behind.drip());
+      expect(behind.out.lagging).toBe(false);
+      expect(behind.lags).toBe(0);
+      expect(fixture.flow.holding).toBe(true);
+    });
+
     it('keeps a majority when one of the readers behind dips below half the mark for a moment', () => {
       fixture = new Fixture(3);
       const hovering = fixture.peer('hovering').fill(HWM * 2);
@@ -373,6 +417,29 @@ describe('FlowControl', () => {
       expect(fixture.flow.holding).toBe(true);
       const sender = fixture.sender('s');
       expect(sender.paused).toBe(true);
+    });
+
+    it('holds senders at once, as one that reads, when its kernel took more than a silent client holds', () => {
+      fixture = new Fixture(4);
+      const receiver = fixture.peer('r');
+      receiver.out.writtenBytes = 32 * 1024 * 1024; // taken by its kernel in all: it reads
+      receiver.fill(HWM * 5);
+      run(150, 20);
+      expect(fixture.flow.holding).toBe(true);
+      expect(receiver.lags).toBe(0);
+    });
+
+    it('holds senders at once, as one that reads, when it read its way out of an earlier episode lately', () => {
+      fixture = new Fixture(4);
+      const receiver = fixture.peer('r').fill(HWM * 2);
+      run(40, 20, () => receiver.drip());
+      receiver.drip(HWM * 2);
+      expect(receiver.out.congested).toBe(false);
+      jest.advanceTimersByTime(3000);
+      receiver.fill(HWM * 5);
+      run(150, 20);
+      expect(fixture.flow.holding).toBe(true);
+      expect(receiver.lags).toBe(0);
     });
 
     it('holds senders for a moment only (50 ms) when it is a minority that never read', () => {
