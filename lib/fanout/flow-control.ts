@@ -71,8 +71,8 @@ const RELEASE_BYTES_PER_TURN = 256 * 1024;
  *
  * Keeping up is counted over the receivers that got data lately and were not slow readers behind lately (a
  * client that only sends is neither); those slow readers that are not behind this moment count with the
- * readers behind, and so do laggards that read on (they hold again, uncharged, when that makes a majority). When the readers behind that showed they read outnumber those that keep
- * up, the server itself is the bottleneck: senders wait, nobody is charged. Otherwise the readers behind are
+ * readers behind, and so do laggards that read on (they hold again, uncharged, when that makes a majority). When the readers behind that showed they read are at least as many as those that
+ * keep up (half is no minority), the server itself is the bottleneck: senders wait, nobody is charged. Otherwise the readers behind are
  * a minority, charged: each may hold senders for `stallTimeout` in all (earned back while it keeps up), then
  * it is lagging until it drains to half the mark; holds by minorities that are not draining also spend one
  * shared budget that refills at a twentieth of real time, so that they take at most about a tenth of the time (20 ms checks) however
@@ -326,13 +326,14 @@ export class FlowControl<M extends FlowMember> {
       candidates.length + reading.length === 0 ? { keepingUp: 0, slowOthers: 0, drained: 0 } : this.census(now);
     // Only readers that showed they read make a majority (readers that never read cannot freeze anyone); slow
     // readers not behind this moment count with them (one hovering about the mark must not flip the verdict).
-    let majority = proven + slowOthers > keepingUp;
+    // Half is not a minority: a tie holds senders too (nobody is cut for being as slow as the rest).
+    let majority = proven + slowOthers > 0 && proven + slowOthers >= keepingUp;
     if (reading.length > 0) {
       let slowBehind = 0;
       for (const member of candidates) if (this.proven(member.out, now) && this.slow(member.out, now)) slowBehind += 1;
       // Readers behind for a moment only (a burst) do not make laggards hold again: they are not slow.
       const fastBehind = proven - slowBehind;
-      if (reading.length + slowBehind + slowOthers > keepingUp + fastBehind + drained) {
+      if (reading.length + slowBehind + slowOthers >= keepingUp + fastBehind + drained) {
         this.behindInTrial(reading, now);
         for (const member of reading) {
           this.unlag(member);

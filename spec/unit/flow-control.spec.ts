@@ -277,6 +277,20 @@ describe('FlowControl', () => {
     });
   });
 
+  describe('a tie', () => {
+    it('is no minority: a reader behind as one of two holds senders, uncharged', () => {
+      fixture = new Fixture(3); // the slow reader, a sender, one receiver that keeps up
+      const slow = fixture.peer('slow').fill(1_000_000);
+      const sender = fixture.sender('s');
+      run(2000, 20, () => slow.drip());
+      expect(slow.out.lagging).toBe(false);
+      expect(slow.lags).toBe(0);
+      expect(slow.out.holdBudget).toBe(STALL);
+      expect(fixture.flow.holding).toBe(true);
+      expect(sender.paused).toBe(true);
+    });
+  });
+
   describe('readers that fall behind one after another', () => {
     it('lets a reader that lagged as a minority hold again, uncharged, once the readers behind are a majority', () => {
       fixture = new Fixture(3);
@@ -303,12 +317,12 @@ describe('FlowControl', () => {
     });
 
     it('lets a lagging reader hold again when the readers that kept up leave, nobody being congested then', () => {
-      fixture = new Fixture(3);
+      fixture = new Fixture(4);
       const slow = fixture.peer('slow').fill(1_000_000);
       const sender = fixture.sender('s');
       run(STALL + 100, 20, () => slow.drip());
       expect(slow.out.lagging).toBe(true);
-      fixture.members = 1; // the two that kept up are gone: it is no minority now
+      fixture.members = 2; // the two that kept up are gone (the sender only sends): it is no minority now
       run(100, 20, () => slow.drip());
       expect(slow.out.lagging).toBe(false);
       expect(fixture.flow.holding).toBe(true);
