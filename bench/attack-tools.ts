@@ -153,10 +153,15 @@ export interface CliOptions {
   readonly timeoutMs?: number;
 }
 
+/** Node flags for the CLI under attack (`CLI_NODE_FLAGS="--cpu-prof --cpu-prof-dir=/tmp/prof"` to profile it). */
+const CLI_NODE_FLAGS = (process.env.CLI_NODE_FLAGS ?? '').split(/\s+/).filter((flag) => flag !== '');
+
 /** Starts `node dist/lib/cli.js --host 127.0.0.1 --port 0 ...args` and resolves once it printed its listening line. */
 export function startCli(args: readonly string[], options: CliOptions = {}): Promise<Cli> {
   const all = ['--host', '127.0.0.1', '--port', '0', ...args];
-  const child = spawnTracked(process.execPath, [CLI_PATH, ...all], { stdio: ['ignore', 'pipe', 'pipe'] });
+  const child = spawnTracked(process.execPath, [...CLI_NODE_FLAGS, CLI_PATH, ...all], {
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
   let out = '';
   let err = '';
   const collect = (text: string): void => {

@@ -155,6 +155,15 @@ export class OutboundQueue {
       }
       let first = this.firsts[at];
       const last = this.lasts[at];
+      const whole = slab.bytes(first, last);
+      if (freed + whole < cost) {
+        // The whole range goes: dropped at once, not message by message (a lagging receiver's turn of 64 B lines
+        // is thousands of them).
+        freed += whole;
+        this.payload -= whole;
+        dropped += last - first;
+        first = last;
+      }
       while (first < last && freed < cost) {
         const bytes = slab.bytes(first, first + 1);
         freed += bytes;
