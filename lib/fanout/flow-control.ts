@@ -22,7 +22,7 @@ export interface FlowMember {
 /** Ms of hold budget a receiver earns back per ms spent below the mark. */
 const HOLD_REFILL = 4;
 /** Ms of the shared minority budget earned back per ms in which no minority held senders back. */
-const MINORITY_REFILL = 0.05;
+const MINORITY_REFILL = 0.025;
 /** A holder that completed a write this recently is draining: its hold is progress, not a stall. */
 const DRAINING_MS = 60;
 /**
@@ -75,7 +75,7 @@ const RELEASE_BYTES_PER_TURN = 256 * 1024;
  * keep up (half is no minority), the server itself is the bottleneck: senders wait, nobody is charged. Otherwise the readers behind are
  * a minority, charged: each may hold senders for `stallTimeout` in all (earned back while it keeps up), then
  * it is lagging until it drains to half the mark; holds by minorities that are not draining also spend one
- * shared budget that refills at a twentieth of real time, so that they take at most about a tenth of the time (20 ms checks) however
+ * shared budget that refills at a fortieth of real time, so that they take at most about a twentieth of the time (20 ms checks) however
  * many receivers come and go.
  *
  * A minority's lag is a trial: the senders run free and the others are tested at their pace. A laggard that
