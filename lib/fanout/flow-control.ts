@@ -256,14 +256,19 @@ export class FlowControl<M extends FlowMember> {
    * that keep up, and the slow readers among them (they drained only while senders waited, and count with the
    * readers behind). A client that only sends is neither.
    */
-  private census(now: number): { keepingUp: number; slowOthers: number; drained: number } {
+  private census(now: number): { keepingUp: number; slowOthers: number; drained: number; quiet: number } {
     const halfMark = this.settings.highWaterMark / 2;
     let keepingUp = 0;
     let slowOthers = 0;
     let drained = 0;
+    let quiet = 0;
     for (const member of this.members()) {
       const out = member.out;
-      if (out.congested || out.lagging || now - out.lastWriteAt > ACTIVE_MS) continue;
+      if (out.congested || out.lagging) continue;
+      if (now - out.lastWriteAt > ACTIVE_MS) {
+        if (out.lastWriteAt > 0) quiet += 1; // got data once, nothing lately (nothing was sent, or senders wait)
+        continue;
+      }
       if (this.slow(out, now)) {
         slowOthers += 1;
         // While a slow majority holds senders, its slow readers are not tested again: still slow.
@@ -271,7 +276,7 @@ export class FlowControl<M extends FlowMember> {
       } else if (now - out.provenAt > ACTIVE_MS && out.backlog <= halfMark) keepingUp += 1;
       else drained += 1;
     }
-    return { keepingUp, slowOthers, drained };
+    return { keepingUp, slowOthers, drained, quiet };
   }
 
   private endCongestion(member: M): void {
@@ -322,8 +327,10 @@ export class FlowControl<M extends FlowMember> {
     // took more first), the slow readers are a majority after all, and those hold senders again.
     const reading: M[] = [];
     for (const member of this.laggards) if (this.proven(member.out, now)) reading.push(member);
-    const { keepingUp, slowOthers, drained } =
-      candidates.length + reading.length === 0 ? { keepingUp: 0, slowOthers: 0, drained: 0 } : this.census(now);
+    const { keepingUp, slowOthers, drained, quiet } =
+      candidates.length + reading.length === 0
+        ? { keepingUp: 0, slowOthers: 0, drained: 0, quiet: 0 }
+        : this.census(now);
     // Only readers that showed they read make a majority (readers that never read cannot freeze anyone); slow
     // readers not behind this moment count with them (one hovering about the mark must not flip the verdict).
     // Half is not a minority: a tie holds senders too (nobody is cut for being as slow as the rest).
@@ -333,7 +340,9 @@ export class FlowControl<M extends FlowMember> {
       for (const member of candidates) if (this.proven(member.out, now) && this.slow(member.out, now)) slowBehind += 1;
       // Readers behind for a moment only (a burst) do not make laggards hold again: they are not slow.
       const fastBehind = proven - slowBehind;
-      if (reading.length + slowBehind + slowOthers >= keepingUp + fastBehind + drained) {
+      // Receivers that only went quiet count against it too: a laggard let hold while nothing flows would keep
+      // them quiet, and hold everyone for as long as it reads a little now and then.
+      if (reading.length + slowBehind + slowOthers >= keepingUp + fastBehind + drained + quiet) {
         this.behindInTrial(reading, now);
         for (const member of reading) {
           this.unlag(member);

@@ -316,6 +316,22 @@ describe('FlowControl', () => {
       expect(fixture.flow.holding).toBe(true);
     });
 
+    it('leaves a lagging reader lagging when the others only went quiet (nothing sent to them for a second)', () => {
+      fixture = new Fixture(4);
+      const slow = fixture.peer('slow').fill(1_000_000);
+      const quiet = [fixture.peer('q1', false), fixture.peer('q2', false)];
+      fixture.sender('s');
+      const written = (): void => quiet.forEach((peer) => (peer.out.lastWriteAt = Date.now()));
+      run(STALL + 100, 20, () => {
+        slow.drip();
+        written();
+      });
+      expect(slow.out.lagging).toBe(true);
+      run(1500, 20, () => slow.drip()); // a lull: the others get nothing now
+      expect(slow.out.lagging).toBe(true);
+      expect(fixture.flow.holding).toBe(false);
+    });
+
     it('lets a lagging reader hold again when the readers that kept up leave, nobody being congested then', () => {
       fixture = new Fixture(4);
       const slow = fixture.peer('slow').fill(1_000_000);
