@@ -57,6 +57,22 @@ const READER_BYTES = 16 * 1024 * 1024;
 /** Bytes of held senders' input framed per event-loop turn while they are released. */
 const RELEASE_BYTES_PER_TURN = 256 * 1024;
 
+/** What a check counts of the receivers that are not behind (see `census`). */
+interface Census {
+  readonly keepingUp: number;
+  readonly slowOthers: number;
+  readonly drained: number;
+  readonly quiet: number;
+}
+
+/** The census of a check with nobody behind: nobody is counted. */
+const NO_CENSUS: Census = { keepingUp: 0, slowOthers: 0, drained: 0, quiet: 0 };
+
+/** A receiver's time behind before this episode, faded by half for each second since `behindAt`. */
+function fadedBehind(out: Outbound, now: number): number {
+  return out.behindMs * 0.5 ** ((now - out.behindAt) / 1000);
+}
+
 /**
  * Who makes senders wait, and for how long.
  *
@@ -79,8 +95,8 @@ const RELEASE_BYTES_PER_TURN = 256 * 1024;
  * many receivers come and go.
  *
  * A minority's lag is a trial: the senders run free and the others are tested at their pace. A laggard that
- * reads holds again, uncharged, when the readers behind it outnumber those keeping up and those that drained a
- * moment ago; the receivers that fell behind during the trial are slow readers then, and while such a slow
+ * reads holds again, uncharged, when the readers behind with it are at least as many as those keeping up, those
+ * that drained a moment ago and those that only went quiet; the receivers that fell behind during the trial are slow readers then, and while such a slow
  * majority holds senders its slow readers are not forgotten (they are not tested again while the senders wait).
  *
  * A receiver that fell behind and has not shown it reads yet (a newcomer that never reads looks like this)
@@ -174,7 +190,7 @@ export class FlowControl<M extends FlowMember> {
   relieved(member: M): void {
     const out = member.out;
     const now = Date.now();
-    out.behindMs = out.behindMs * 0.5 ** ((now - out.behindAt) / 1000) + (now - out.congestedSince);
+    out.behindMs = fadedBehind(out, now) + (now - out.congestedSince);
     out.behindAt = now;
     out.lagging = false;
     out.relievedAt = now;
@@ -242,12 +258,12 @@ export class FlowControl<M extends FlowMember> {
   }
 
   /**
-   * True when a receiver is a slow reader: behind for half a second in all lately (time behind fades by half
+   * True when a receiver is a slow reader: behind for a quarter of a second in all lately (time behind fades by half
    * each second), remembered for 10 s. A reader behind for a moment (a burst landed on it) is not slow.
    */
   private slow(out: Outbound, now: number): boolean {
     const behind = out.congested || out.lagging ? now - out.congestedSince : 0;
-    if (out.behindMs * 0.5 ** ((now - out.behindAt) / 1000) + behind >= SLOW_BEHIND_MS) out.slowAt = now;
+    if (fadedBehind(out, now) + behind >= SLOW_BEHIND_MS) out.slowAt = now;
     return out.slowAt > 0 && now - out.slowAt <= SLOW_MEMORY_MS;
   }
 
@@ -256,7 +272,7 @@ export class FlowControl<M extends FlowMember> {
    * that keep up, and the slow readers among them (they drained only while senders waited, and count with the
    * readers behind). A client that only sends is neither.
    */
-  private census(now: number): { keepingUp: number; slowOthers: number; drained: number; quiet: number } {
+  private census(now: number): Census {
     const halfMark = this.settings.highWaterMark / 2;
     let keepingUp = 0;
     let slowOthers = 0;
@@ -328,9 +344,7 @@ export class FlowControl<M extends FlowMember> {
     const reading: M[] = [];
     for (const member of this.laggards) if (this.proven(member.out, now)) reading.push(member);
     const { keepingUp, slowOthers, drained, quiet } =
-      candidates.length + reading.length === 0
-        ? { keepingUp: 0, slowOthers: 0, drained: 0, quiet: 0 }
-        : this.census(now);
+      candidates.length + reading.length === 0 ? NO_CENSUS : this.census(now);
     // Only readers that showed they read make a majority (readers that never read cannot freeze anyone); slow
     // readers not behind this moment count with them (one hovering about the mark must not flip the verdict).
     // Half is not a minority: a tie holds senders too (nobody is cut for being as slow as the rest).
