@@ -345,6 +345,37 @@ describe('memoryBudget', () => {
     expect(healthy.map((receiver) => receiver.closed)).toEqual([false, false]);
   }, 60_000);
 
+  it('past half the budget, cuts a receiver whose connection took nothing for a second, before the budget is reached', async () => {
+    const events = recorder();
+    const { mux, port } = await startMux(
+      // Under drop-newest the never-reading receiver keeps its oldest 12 MiB: more than half the budget, less than all.
+      options({
+        slowConsumer: 'drop-newest',
+        maxQueuedBytes: 12 * MiB,
+        highWaterMark: 256 * KiB,
+        memoryBudget: 16 * MiB,
+      }),
+      events.attach,
+    );
+    const pattern = new PatternStream();
+    const healthy = await PatternReceiver.connect(port, pattern);
+    const stalled = await connectSocket(port);
+    stalled.pause();
+    const sender = await connectSocket(port);
+    await waitFor(() => mux.clients.size === 3, 'everyone to join');
+    const total = 24 * MiB;
+    let peakHeld = 0;
+    await sendPattern(sender, pattern, total, () => {
+      peakHeld = Math.max(peakHeld, mux.stats().heldBytes);
+    });
+    await healthy.waitForBytes(total);
+    await waitFor(() => events.exits.some((exit) => exit.reason === 'memory-budget'), 'a memory-budget cut', 5000);
+    expect(events.exits).toEqual([{ port: stalled.localPort, reason: 'memory-budget' }]);
+    expect(peakHeld).toBeGreaterThan(8 * MiB);
+    expect(peakHeld).toBeLessThan(16 * MiB); // the budget itself was never reached
+    expect(healthy.closed).toBe(false);
+  }, 60_000);
+
   it("sheds the oldest queued messages of the largest holders (drop-oldest), with a 'memory-budget' limit event", async () => {
     const events = recorder();
     const { mux, port } = await startMux(

@@ -1,7 +1,7 @@
 import type { GatePass } from '../admission/gate';
 import type { Client } from '../client';
 import { withCode } from '../errors';
-import type { BudgetHolder } from '../fanout/budget';
+import { STALE_MS, type BudgetHolder } from '../fanout/budget';
 import type { FlowMember } from '../fanout/flow-control';
 import { Outbound, type OutboundOwner } from '../fanout/outbound';
 import type { Receiver } from '../fanout/turn-log';
@@ -101,6 +101,10 @@ export class Session<S extends object>
 
   get stalled(): boolean {
     return (this.out.congested || this.out.lagging) && Date.now() - this.out.progressAt > this.settings.stallTimeout;
+  }
+
+  get stale(): boolean {
+    return this.out.heldBytes > 0 && Date.now() - this.out.progressAt > STALE_MS;
   }
 
   toString(): string {
@@ -378,31 +382,24 @@ export class Session<S extends object>
 
   // ---------------------------------------------------------------- BudgetHolder
 
-  shed(): boolean {
+  shed(stale: boolean): boolean {
     if (this.phase === 'closed' || this.phase === 'done') return false;
     const budget = this.settings.memoryBudget;
+    const why = stale
+      ? `its connection took nothing for ${STALE_MS} ms with half the memory budget of ${budget} bytes spent`
+      : `memory budget of ${budget} bytes reached`;
     if (this.in.heldBytes <= this.out.heldBytes && this.settings.slowConsumer === 'drop-oldest') {
       const dropped = this.out.clear();
       if (dropped === 0) return false;
       this.client.drops += dropped;
       this.host.counters.drops += dropped;
-      this.host.log.warn(
-        '%s: memory budget of %d bytes reached, dropped its %d oldest messages',
-        this,
-        budget,
-        dropped,
-      );
+      this.host.log.warn('%s: %s, dropped its %d oldest messages', this, why, dropped);
       this.host.limit(this, 'memory-budget');
       this.out.afterProgress();
       return true;
     }
-    this.host.log.warn(
-      '%s holds %d bytes: memory budget of %d bytes reached, disconnecting',
-      this,
-      this.heldBytes,
-      budget,
-    );
-    this.leave('memory-budget', withCode(new Error('memory budget reached'), 'ERR_MEMORY_BUDGET'), false);
+    this.host.log.warn('%s holds %d bytes: %s, disconnecting', this, this.heldBytes, why);
+    this.leave('memory-budget', withCode(new Error(why), 'ERR_MEMORY_BUDGET'), false);
     return true;
   }
 

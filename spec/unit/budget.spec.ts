@@ -8,12 +8,13 @@ class Holder implements BudgetHolder {
     public heldBytes: number,
     public stalled = false,
     private readonly shedLog: string[] = [],
+    public stale = false,
   ) {
     budget.hold(heldBytes);
   }
 
-  shed(): boolean {
-    this.shedLog.push(this.name);
+  shed(stale: boolean): boolean {
+    this.shedLog.push(stale ? `${this.name} (stale)` : this.name);
     if (this.heldBytes === 0) return false;
     this.budget.release(this.heldBytes);
     this.heldBytes = 0;
@@ -35,8 +36,8 @@ class Fixture {
     );
   }
 
-  add(name: string, bytes: number, stalled = false): Holder {
-    const holder = new Holder(name, this.budget, bytes, stalled, this.shed);
+  add(name: string, bytes: number, stalled = false, stale = false): Holder {
+    const holder = new Holder(name, this.budget, bytes, stalled, this.shed, stale);
     this.holders.push(holder);
     return holder;
   }
@@ -65,7 +66,7 @@ describe('MemoryBudget', () => {
     fixture = new Fixture(1000);
     fixture.add('a', 600);
     fixture.add('b', 400);
-    jest.runAllTimers();
+    jest.runOnlyPendingTimers();
     expect(fixture.shed).toEqual([]);
   });
 
@@ -74,15 +75,15 @@ describe('MemoryBudget', () => {
     fixture.add('a', 600);
     fixture.add('b', 600);
     expect(fixture.shed).toEqual([]);
-    expect(jest.getTimerCount()).toBe(1);
-    jest.runAllTimers();
+    jest.runOnlyPendingTimers();
     expect(fixture.shed).toEqual(['a']);
   });
 
   it('schedules one check however many holds pass the limit in a turn', () => {
     fixture = new Fixture(100);
     for (let i = 0; i < 10; i += 1) fixture.add(`h${i}`, 50);
-    expect(jest.getTimerCount()).toBe(1);
+    // One at the end of the turn, and one watch for stale holders (past half the budget).
+    expect(jest.getTimerCount()).toBe(2);
   });
 
   it('deals with stalled holders first, then the largest, until the total is under 90 % of the budget', () => {
@@ -93,7 +94,7 @@ describe('MemoryBudget', () => {
     fixture.add('stalled', 200, true);
     fixture.add('stalled-large', 250, true);
     fixture.add('tiny', 50);
-    jest.runAllTimers(); // 1400 held: 250 + 200 stalled, then the 500 brings it to 450
+    jest.runOnlyPendingTimers(); // 1400 held: 250 + 200 stalled, then the 500 brings it to 450
     expect(fixture.shed).toEqual(['stalled-large', 'stalled', 'large']);
     expect(fixture.budget.bytes).toBeLessThanOrEqual(900);
   });
@@ -103,12 +104,52 @@ describe('MemoryBudget', () => {
     fixture.add('a', 500);
     fixture.add('b', 400);
     fixture.add('c', 101);
-    jest.runAllTimers();
+    jest.runOnlyPendingTimers();
     expect(fixture.shed).toEqual(['a']); // 501 left: well under 900
     fixture.add('d', 450);
     fixture.add('e', 50); // 1001: d is the largest
-    jest.runAllTimers();
+    jest.runOnlyPendingTimers();
     expect(fixture.shed).toEqual(['a', 'd']);
+  });
+
+  it('past half the budget, deals with stale holders, largest first, until the total is under half', () => {
+    fixture = new Fixture(1000);
+    fixture.add('fresh', 300);
+    fixture.add('stale-small', 100, false, true);
+    fixture.add('stale-big', 200, false, true);
+    jest.runOnlyPendingTimers(); // 600 held: the budget is not reached, but more than half of it is spent
+    expect(fixture.shed).toEqual(['stale-big (stale)']);
+    expect(fixture.budget.bytes).toBe(400);
+    jest.advanceTimersByTime(1000);
+    expect(fixture.shed).toEqual(['stale-big (stale)']);
+    expect(jest.getTimerCount()).toBe(0); // under half: nothing to watch
+  });
+
+  it('keeps stale holders while at most half the budget is spent', () => {
+    fixture = new Fixture(1000);
+    fixture.add('stale', 500, true, true);
+    jest.advanceTimersByTime(1000);
+    expect(fixture.shed).toEqual([]);
+  });
+
+  it('looks again while past half the budget: a holder that turns stale later goes, without new holds', () => {
+    fixture = new Fixture(1000);
+    const holder = fixture.add('reader', 600);
+    jest.advanceTimersByTime(500);
+    expect(fixture.shed).toEqual([]);
+    holder.stale = true;
+    jest.advanceTimersByTime(100);
+    expect(fixture.shed).toEqual(['reader (stale)']);
+  });
+
+  it('once the limit is dealt with, goes on with stale holders until the total is under half', () => {
+    fixture = new Fixture(1000);
+    fixture.add('large', 500);
+    fixture.add('stale', 300, false, true);
+    fixture.add('other', 250);
+    jest.runOnlyPendingTimers(); // 1050: the largest leaves 550, under 90 %; then the stale one
+    expect(fixture.shed).toEqual(['large', 'stale (stale)']);
+    expect(fixture.budget.bytes).toBe(250);
   });
 
   it('goes on to the next holder when one frees less than needed', () => {
@@ -119,7 +160,7 @@ describe('MemoryBudget', () => {
       return false;
     };
     fixture.add('next', 400);
-    jest.runAllTimers();
+    jest.runOnlyPendingTimers();
     expect(fixture.shed).toEqual(['big (kept)', 'next']);
   });
 
@@ -127,7 +168,7 @@ describe('MemoryBudget', () => {
     fixture = new Fixture(100);
     fixture.add('empty', 0);
     fixture.add('full', 200);
-    jest.runAllTimers();
+    jest.runOnlyPendingTimers();
     expect(fixture.shed).toEqual(['full']);
   });
 
@@ -136,7 +177,7 @@ describe('MemoryBudget', () => {
     const a = fixture.add('a', 1200);
     fixture.budget.release(a.heldBytes);
     a.heldBytes = 0;
-    jest.runAllTimers();
+    jest.runOnlyPendingTimers();
     expect(fixture.shed).toEqual([]);
   });
 
@@ -147,7 +188,7 @@ describe('MemoryBudget', () => {
     fixture.limit = 1000;
     fixture.add('b', 1);
     fixture.limit = 0;
-    jest.runAllTimers();
+    jest.runOnlyPendingTimers();
     expect(fixture.shed).toEqual([]);
   });
 
