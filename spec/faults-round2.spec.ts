@@ -2,7 +2,10 @@
  * Issue 8, round two of hostile and slow clients: memory and flow. Each test checks one defect of the issue
  * over real sockets, with small limits so that it shows in seconds.
  */
+import { readFileSync } from 'node:fs';
 import type * as net from 'node:net';
+import { join } from 'node:path';
+import * as tls from 'node:tls';
 import type { Multiplexer, MultiplexerOptions } from '../lib';
 import { retainedBytes } from './helpers/memory';
 import { connectAll, delay, onTeardown, startMux, waitFor } from './helpers/net';
@@ -223,6 +226,74 @@ describe('receivers that take nothing (issue 8.5, sendTimeout)', () => {
       await waitFor(() => events.exits.length > 0, 'the never-reading receiver to be cut', 10_000);
       expect(events.exits).toEqual([{ port: stalled.localPort, reason: 'send-timeout' }]);
     },
+  );
+});
+
+describe('a peer cut for not reading (issue 8.4)', () => {
+  const cert = readFileSync(join(__dirname, 'fixtures', 'test-cert.pem'));
+  const key = readFileSync(join(__dirname, 'fixtures', 'test-key.pem'));
+
+  /** A paused client over TCP or TLS. */
+  async function stalledClient(port: number, secure: boolean): Promise<net.Socket> {
+    if (!secure) {
+      const socket = await connectSocket(port);
+      socket.pause();
+      return socket;
+    }
+    const socket = tls.connect({ port, host: '127.0.0.1', ca: cert, servername: 'localhost' });
+    socket.on('error', () => undefined);
+    onTeardown(() => {
+      socket.destroy();
+    });
+    await new Promise<void>((resolve, reject) => {
+      socket.once('secureConnect', resolve);
+      socket.once('error', reject);
+    });
+    socket.pause();
+    return socket;
+  }
+
+  it.each([
+    ['TCP', false],
+    ['TLS', true],
+  ])(
+    'resets it over %s: what the kernel had not sent it is dropped at once, not left to an orphan socket',
+    async (_name, secure) => {
+      const events = recorder();
+      const { mux, port } = await startMux(
+        {
+          maxQueuedBytes: MiB,
+          highWaterMark: 256 * KiB,
+          ...(secure ? { tls: { key, cert } } : {}),
+        },
+        events.attach,
+      );
+      const stalled = await stalledClient(port, secure);
+      const sender = await stalledClient(port, secure);
+      await waitFor(() => mux.clients.size === 2, 'both to join');
+      const chunk = Buffer.alloc(64 * KiB, 'x');
+      const flood = setInterval(() => {
+        for (let i = 0; i < 8; i += 1) sender.write(chunk);
+      }, 5);
+      onTeardown(() => clearInterval(flood));
+      await waitFor(
+        () => events.exits.some((exit) => exit.reason === 'slow-consumer'),
+        'the stalled one to be cut',
+        15_000,
+      );
+      clearInterval(flood);
+      expect(events.exits).toEqual([{ port: stalled.localPort, reason: 'slow-consumer' }]);
+      // It reads what its own kernel holds (128 KiB by default), then the connection ends. A plain close would
+      // have left the server's kernel to send it all it had taken (some 4 MiB here) from an orphan socket.
+      let bytes = 0;
+      stalled.on('data', (data: Buffer) => (bytes += data.length));
+      const ended = new Promise<void>((resolve) => stalled.once('close', () => resolve()));
+      stalled.resume();
+      await ended;
+      expect(bytes).toBeGreaterThan(0);
+      expect(bytes).toBeLessThan(MiB);
+    },
+    30_000,
   );
 });
 

@@ -30,6 +30,11 @@ export type AccessOutcome = AccessDecision | typeof ACCESS_FAILED;
 
 /** Departures the client chose (or its network did): what it sent before still goes out. */
 const SELF_INFLICTED: ReadonlySet<ExitReason> = new Set<ExitReason>(['eof', 'reset', 'error']);
+/**
+ * Reasons for which a connection is reset rather than closed: its peer takes nothing, and what the kernel did
+ * not send it would stay in kernel memory (an orphan socket) until the kernel gives up on it.
+ */
+const NOT_READING: ReadonlySet<ExitReason> = new Set<ExitReason>(['slow-consumer', 'memory-budget', 'send-timeout']);
 /** How long a polite close may wait for the peer to take what is queued before the connection is destroyed. */
 const CLOSE_GRACE_MS = 2000;
 
@@ -188,7 +193,7 @@ export class Session<S extends object>
     }
     if (!graceful || !this.connection.writable) {
       this.out.release();
-      this.connection.destroy();
+      this.connection.destroy(NOT_READING.has(this.exitReason ?? reason));
       return;
     }
     this.endPolitely(reason);

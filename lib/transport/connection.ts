@@ -79,8 +79,12 @@ export interface Connection {
    * a close frame with the code of `reason`. After `graceMs` it is destroyed.
    */
   end(reason: ExitReason, graceMs: number): void;
-  /** Closes at once. */
-  destroy(): void;
+  /**
+   * Closes at once. With `reset`, what the kernel has not sent yet is discarded and the peer gets a reset
+   * (TCP and TLS): for a peer that takes nothing, whose unsent bytes would otherwise hold kernel memory
+   * until the kernel gives up on it.
+   */
+  destroy(reset?: boolean): void;
 }
 
 /** What a transport needs from the multiplexer it feeds. */

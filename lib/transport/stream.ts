@@ -61,9 +61,15 @@ export class StreamConnection implements Connection {
   private written: (() => void) | null = null;
   private closeTimer: NodeJS.Timeout | null = null;
 
+  /**
+   * @param socket what is read and written
+   * @param kind its transport
+   * @param raw the TCP socket under it (a TLS socket's), which a reset goes to
+   */
   constructor(
     readonly socket: Socket,
     readonly kind: TransportKind,
+    private readonly raw: Socket = socket,
   ) {
     this.address = kind === 'unix' ? 'local' : normalizeAddress(socket.remoteAddress);
     this.port = socket.remotePort ?? 0;
@@ -135,7 +141,8 @@ export class StreamConnection implements Connection {
     socket.resume();
   }
 
-  destroy(): void {
+  destroy(reset = false): void {
+    if (reset && this.kind !== 'unix') resetSocket(this.raw);
     this.socket.destroy();
   }
 
@@ -161,4 +168,17 @@ export function writeViews(socket: Socket, views: readonly Buffer[], done: () =>
   for (let i = 0; i < count - 1; i += 1) socket.write(views[i]);
   socket.write(views[count - 1], done);
   socket.uncork();
+}
+
+/**
+ * Closes a TCP socket with a reset, discarding its unsent bytes (a plain close leaves them to the kernel, which
+ * keeps an orphan socket holding them while the peer does not read).
+ */
+export function resetSocket(socket: Socket): void {
+  if (socket.destroyed || socket.connecting) return;
+  try {
+    socket.resetAndDestroy();
+  } catch {
+    socket.destroy(); // not a TCP handle after all
+  }
 }

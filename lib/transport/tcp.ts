@@ -151,7 +151,7 @@ export class StreamTransport implements Transport {
       // Renegotiation costs the server a full handshake each time and serves no client of ours.
       socket.disableRenegotiation();
       adopted = true;
-      host.adopt(new StreamConnection(socket, 'tls'), pass);
+      host.adopt(new StreamConnection(socket, 'tls', raw), pass);
     });
   }
 }

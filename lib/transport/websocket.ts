@@ -32,7 +32,7 @@ import {
   type TransportHost,
   type TransportKind,
 } from './connection';
-import { writeViews } from './stream';
+import { resetSocket, writeViews } from './stream';
 
 /** permessage-deflate settings (those of `ws`'s `perMessageDeflate` that a server sets). */
 export interface CompressionOptions {
@@ -353,7 +353,7 @@ export class WebSocketConnection implements Connection {
     this.armTimer(graceMs, () => this.destroy());
   }
 
-  destroy(): void {
+  destroy(reset = false): void {
     if (this.state === 'closed') return;
     if (this.flushing && !this.socket.destroyed) {
       // ws closed it for a protocol error and ends the socket once its close frame (1002, 1007, 1009) is out:
@@ -363,6 +363,7 @@ export class WebSocketConnection implements Connection {
       return;
     }
     this.state = 'closing';
+    if (reset) resetSocket(this.socket);
     if (this.ws !== null) this.ws.terminate();
     else this.socket.destroy();
   }
