@@ -85,10 +85,10 @@ describe('a stalled reader under a 256 MiB flood', () => {
   it.each(['drop-newest', 'drop-oldest'] as const)(
     'keeps it connected under %s, counts the drops, and it gets new messages once it reads again',
     async (policy) => {
-      const limits: string[] = [];
+      const limits: Array<{ port: number; kind: string }> = [];
       const exits: string[] = [];
       const { mux, port } = await startMux({ slowConsumer: policy }, (m) => {
-        m.on('limit', (_client, kind) => limits.push(kind));
+        m.on('limit', (client, kind) => limits.push({ port: client.port, kind }));
         m.on('exit', (_client, reason) => exits.push(reason));
       });
       const total = 256 * MiB;
@@ -110,7 +110,9 @@ describe('a stalled reader under a 256 MiB flood', () => {
       expect(stalledClient?.drops).toBe(stats.drops);
       expect(stats.limits['slow-consumer']).toBeGreaterThanOrEqual(1);
       // Senders first wait for it (flow control) until stallTimeout, then it lags, then its queue overflows.
-      expect(limits.slice(0, 2)).toEqual(['lagging', 'slow-consumer']);
+      // (A healthy receiver that a loaded machine put behind for a moment may lag too: only the stalled one's count.)
+      const own = limits.filter((limit) => limit.port === synced.stalledPorts[0]).map((limit) => limit.kind);
+      expect(own.slice(0, 2)).toEqual(['lagging', 'slow-consumer']);
       expect(stats.disconnects['slow-consumer']).toBe(0);
       expect(exits).toEqual([]);
       expect(stalledClient?.active).toBe(true);

@@ -85,8 +85,8 @@ function fadedBehind(out: Outbound, now: number): number {
  * it takes bytes. One that read its way out of an earlier episode in the last 10 s, or whose kernel took more
  * than 16 MiB in all, has shown it reads already: it holds at once (a released burst lands on fast readers too).
  *
- * Keeping up is counted over the receivers that got data lately and were not slow readers behind lately (a
- * client that only sends is neither); those slow readers that are not behind this moment count with the
+ * Keeping up is counted over the receivers that got data lately (or until senders were held) and were not
+ * slow readers behind lately (a client that only sends is neither); those slow readers that are not behind this moment count with the
  * readers behind, and so do laggards that read on (they hold again, uncharged, when that makes a majority). When the readers behind that showed they read are at least as many as those that
  * keep up (half is no minority), the server itself is the bottleneck: senders wait, nobody is charged. Otherwise the readers behind are
  * a minority, charged: each may hold senders for `stallTimeout` in all (earned back while it keeps up), then
@@ -123,6 +123,8 @@ export class FlowControl<M extends FlowMember> {
   private slowMajority = false;
   /** Held by something other than a receiver (a slow bus). */
   private external = false;
+  /** When receivers began holding senders back (0: none holds them now). */
+  private holdingSince = 0;
 
   /** Set while a fan-out runs: a release waits for its end. */
   private deferred = false;
@@ -177,13 +179,17 @@ export class FlowControl<M extends FlowMember> {
     // One that showed lately it reads while behind holds senders at once; one that has not, until the next
     // check, while the shared budget lasts (a majority that falls behind is let hold there).
     if (this.proven(out, now) || this.minorityBudget > 0 || this.holders.size > 0) this.holders.add(member);
+    this.noteHolders(now);
     this.startWatchdog(now);
   }
 
   /** A congested or lagging receiver completed a write: it is reading, so it may hold senders again. */
   progressed(member: M): void {
     const out = member.out;
-    if (out.congested && !this.holders.has(member)) this.holders.add(member);
+    if (out.congested && !this.holders.has(member)) {
+      this.holders.add(member);
+      this.noteHolders(Date.now());
+    }
   }
 
   /** A receiver drained to half of `highWaterMark`. */
@@ -268,7 +274,8 @@ export class FlowControl<M extends FlowMember> {
   }
 
   /**
-   * The receivers that took part in the broadcast lately (got data within a second) and are not behind: those
+   * The receivers that took part in the broadcast lately (got data within a second, or within a second before
+   * receivers began holding senders back) and are not behind: those
    * that keep up, and the slow readers among them (they drained only while senders waited, and count with the
    * readers behind). A client that only sends is neither.
    */
@@ -278,10 +285,13 @@ export class FlowControl<M extends FlowMember> {
     let slowOthers = 0;
     let drained = 0;
     let quiet = 0;
+    // Got data until the senders were held: it went quiet waiting for the receivers behind, and counts as it was
+    // (a minority whose hold outlasts ACTIVE_MS must not become a majority by silencing the others).
+    const waitingSince = this.holdingSince > 0 ? this.holdingSince - ACTIVE_MS : Infinity;
     for (const member of this.members()) {
       const out = member.out;
       if (out.congested || out.lagging) continue;
-      if (now - out.lastWriteAt > ACTIVE_MS) {
+      if (now - out.lastWriteAt > ACTIVE_MS && out.lastWriteAt < waitingSince) {
         if (out.lastWriteAt > 0) quiet += 1; // got data once, nothing lately (nothing was sent, or senders wait)
         continue;
       }
@@ -298,7 +308,15 @@ export class FlowControl<M extends FlowMember> {
   private endCongestion(member: M): void {
     member.out.congested = false;
     this.congestion.delete(member);
-    if (this.holders.delete(member) && !this.holding) this.release();
+    if (!this.holders.delete(member)) return;
+    this.noteHolders(0);
+    if (!this.holding) this.release();
+  }
+
+  /** Keeps `holdingSince`: when receivers began holding senders back, 0 while none does. */
+  private noteHolders(now: number): void {
+    if (this.holders.size === 0) this.holdingSince = 0;
+    else if (this.holdingSince === 0) this.holdingSince = now;
   }
 
   private startWatchdog(now: number): void {
@@ -409,6 +427,7 @@ export class FlowControl<M extends FlowMember> {
         this.lag(member, now);
     }
     this.slowMajority = majority && slowOthers > 0 && holding.size > 0;
+    this.noteHolders(now);
     if (!this.holding) this.release();
     // Laggards are checked on while they lag: when those that kept up leave or lag too, the ones that read
     // are a majority after all (nobody need be congested then).
@@ -449,6 +468,7 @@ export class FlowControl<M extends FlowMember> {
     this.laggards.add(member);
     this.congestion.delete(member);
     this.holders.delete(member);
+    this.noteHolders(now);
     if (!out.lagReported) {
       out.lagReported = true;
       member.lagged();

@@ -332,6 +332,20 @@ describe('FlowControl', () => {
       expect(fixture.flow.holding).toBe(false);
     });
 
+    it('charges a slow minority for all its hold, though the others go quiet while they wait for it', () => {
+      fixture = new Fixture(4);
+      fixture.settings.stallTimeout = 3000; // a hold budget longer than a receiver stays active without data
+      const quiet = [fixture.peer('q1', false), fixture.peer('q2', false)];
+      quiet.forEach((peer) => (peer.out.lastWriteAt = Date.now())); // they kept up until the hold began
+      const slow = fixture.peer('slow').fill(1_000_000);
+      fixture.sender('s');
+      run(1500, 20, () => slow.drip()); // the senders wait: the others get nothing now
+      expect(fixture.flow.holding).toBe(true);
+      run(2000, 20, () => slow.drip());
+      expect(slow.out.lagging).toBe(true);
+      expect(fixture.flow.holding).toBe(false);
+    });
+
     it('lets a lagging reader hold again when the readers that kept up leave, nobody being congested then', () => {
       fixture = new Fixture(4);
       const slow = fixture.peer('slow').fill(1_000_000);
