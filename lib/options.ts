@@ -70,7 +70,7 @@ export interface Settings {
    * One budget, in bytes, for everything the server holds for all clients together: outbound queues and
    * writes in flight, held input, partial lines (a Buffer shared by many queues counts once). When it is
    * reached, the largest holders are dealt with first by their slow-consumer policy; past half of it, those
-   * whose connection took nothing for a second while output waited. 0 is off. Default 256 MiB.
+   * that never showed they read and took nothing for a second while output waited. 0 is off. Default 256 MiB.
    */
   memoryBudget: number;
   /**

@@ -447,6 +447,45 @@ describe('memoryBudget', () => {
     expect(healthy.closed).toBe(false);
   }, 60_000);
 
+  it('keeps a receiver that showed it reads, though it took nothing for a second past half the budget', async () => {
+    const events = recorder();
+    const { mux, port } = await startMux(
+      options({
+        slowConsumer: 'drop-newest',
+        maxQueuedBytes: 12 * MiB,
+        highWaterMark: 256 * KiB,
+        memoryBudget: 16 * MiB,
+      }),
+      events.attach,
+    );
+    const pattern = new PatternStream();
+    const healthy = await connectSocket(port); // reads all, counting (the pattern starts over at each send)
+    let healthyGot = 0;
+    healthy.on('data', (data: Buffer) => (healthyGot += data.length));
+    const reader = await connectSocket(port);
+    reader.pause();
+    const sender = await connectSocket(port);
+    await waitFor(() => mux.clients.size === 3, 'everyone to join');
+    // It falls behind, then reads its way out (a slow reader's kernel may then wake the writer seconds apart).
+    let got = 0;
+    reader.on('data', (data: Buffer) => (got += data.length));
+    await sendPattern(sender, pattern, 10 * MiB); // more than its kernel buffers hold
+    await waitFor(() => healthyGot >= 10 * MiB, 'the healthy receiver to get the first 10 MiB');
+    reader.resume();
+    await waitFor(() => got >= 10 * MiB, 'the reader to catch up');
+    reader.pause();
+    // Then it takes nothing while its queue passes half the budget, for more than a second.
+    let peakHeld = 0;
+    await sendPattern(sender, pattern, 24 * MiB, () => {
+      peakHeld = Math.max(peakHeld, mux.stats().heldBytes);
+    });
+    await waitFor(() => healthyGot >= 34 * MiB, 'the healthy receiver to get it all');
+    await delay(1500);
+    peakHeld = Math.max(peakHeld, mux.stats().heldBytes);
+    expect(peakHeld).toBeGreaterThan(8 * MiB);
+    expect(events.exits).toEqual([]);
+  }, 60_000);
+
   it("sheds the oldest queued messages of the largest holders (drop-oldest), with a 'memory-budget' limit event", async () => {
     const events = recorder();
     const { mux, port } = await startMux(

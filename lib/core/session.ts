@@ -2,7 +2,7 @@ import type { GatePass } from '../admission/gate';
 import type { Client } from '../client';
 import { withCode } from '../errors';
 import { STALE_MS, type BudgetHolder } from '../fanout/budget';
-import type { FlowMember } from '../fanout/flow-control';
+import { READER_BYTES, type FlowMember } from '../fanout/flow-control';
 import { Outbound, type OutboundOwner } from '../fanout/outbound';
 import type { Receiver } from '../fanout/turn-log';
 import type { MemoryAccount } from '../fanout/slab';
@@ -109,7 +109,11 @@ export class Session<S extends object>
   }
 
   get stale(): boolean {
-    return this.out.heldBytes > 0 && Date.now() - this.out.progressAt > STALE_MS;
+    const out = this.out;
+    if (out.heldBytes === 0 || Date.now() - out.progressAt <= STALE_MS) return false;
+    // Only one that never showed it reads (a slow reader's kernel may wake the writer seconds apart): it never
+    // read its way out of a backlog, and its kernel took no more than a connection that never reads holds.
+    return out.relievedAt === 0 && out.takenBytes < READER_BYTES;
   }
 
   toString(): string {
@@ -193,7 +197,10 @@ export class Session<S extends object>
     }
     if (!graceful || !this.connection.writable) {
       this.out.release();
-      this.connection.destroy(NOT_READING.has(this.exitReason ?? reason));
+      // Reset when it is cut for not reading now, or was leaving for that (what the kernel holds for it is lost).
+      this.connection.destroy(
+        NOT_READING.has(reason) || (this.exitReason !== null && NOT_READING.has(this.exitReason)),
+      );
       return;
     }
     this.endPolitely(reason);
@@ -400,7 +407,14 @@ export class Session<S extends object>
       this.host.counters.drops += dropped;
       this.host.log.warn('%s: %s, dropped its %d oldest messages', this, why, dropped);
       this.host.limit(this, 'memory-budget');
-      this.out.afterProgress();
+      const out = this.out;
+      // Behind no more, but it did not read its way out: no relief (unless a polite close waits for it).
+      if (out.endWhenFlushed || out.backlog > this.settings.highWaterMark / 2) {
+        out.afterProgress();
+      } else {
+        out.dropping = false;
+        this.host.flow.cleared(this);
+      }
       return true;
     }
     this.host.log.warn('%s holds %d bytes: %s, disconnecting', this, this.heldBytes, why);

@@ -6,7 +6,10 @@ export interface BudgetHolder {
   readonly heldBytes: number;
   /** True when it is behind and not taking bytes (dealt with before readers that are merely slow). */
   readonly stalled: boolean;
-  /** True when it holds output that its connection took no byte of for {@link STALE_MS}. */
+  /**
+   * True when it holds output that its connection took nothing of for {@link STALE_MS}, and it never showed
+   * it reads (it never read its way out of a backlog; its kernel took no more than a peer that never reads holds).
+   */
   readonly stale: boolean;
   /**
    * The budget is over, or half spent with this holder stale: frees what it holds by its policy (drop its
@@ -32,8 +35,8 @@ const STALE_CHECK_MS = 100;
  * references them). Reaching it deals with the largest holders first, stalled ones before slow ones, by their
  * policy, until the total is back under 90 % of it.
  *
- * Past half of it, holders whose connection took nothing for a second while output waited for it (never-
- * reading or dead peers) are dealt with, largest first, until the total is back under half. What they free
+ * Past half of it, holders that never showed they read and whose connection took nothing for a second while
+ * output waited for it (peers that never read) are dealt with, largest first, until the total is back under half. What they free
  * leaves the process only at V8's next garbage collection, some 64 MiB of allocation later: without this, a
  * crowd of such peers keeps the budget at its limit and the process that far above it.
  */
@@ -42,6 +45,7 @@ export class MemoryBudget implements MemoryAccount {
   private pending: NodeJS.Immediate | null = null;
   /** Looks for stale holders while more than half the budget is spent. */
   private staleTimer: NodeJS.Timeout | null = null;
+  private stopped = false;
 
   /**
    * @param limit the budget in bytes (0: off), read at every check so that config() changes apply
@@ -60,7 +64,7 @@ export class MemoryBudget implements MemoryAccount {
   hold(bytes: number): void {
     this.total += bytes;
     const limit = this.limit();
-    if (limit <= 0 || this.total <= limit * STALE_MARK) return;
+    if (limit <= 0 || this.stopped || this.total <= limit * STALE_MARK) return;
     // Acting at once could run user code (events) in the middle of a fan-out or a read: at the end of the turn.
     if (this.total > limit && this.pending === null) this.pending = setImmediate(this.enforce);
     else this.watchStale();
@@ -72,6 +76,7 @@ export class MemoryBudget implements MemoryAccount {
 
   /** Cancels pending checks (the multiplexer is gone). */
   stop(): void {
+    this.stopped = true;
     if (this.pending !== null) clearImmediate(this.pending);
     if (this.staleTimer !== null) clearTimeout(this.staleTimer);
     this.pending = null;
@@ -94,9 +99,11 @@ export class MemoryBudget implements MemoryAccount {
         holder.shed(false);
       }
     }
-    for (const holder of holders) {
+    const stale = holders.filter((holder) => holder.heldBytes > 0 && holder.stale);
+    stale.sort((a, b) => b.heldBytes - a.heldBytes);
+    for (const holder of stale) {
       if (this.total <= limit * STALE_MARK) break;
-      if (holder.heldBytes > 0 && holder.stale) holder.shed(true);
+      holder.shed(true);
     }
     this.watchStale();
   };
@@ -104,7 +111,7 @@ export class MemoryBudget implements MemoryAccount {
   /** Checks again soon while more than half the budget is spent: a holder may become stale meanwhile. */
   private watchStale(): void {
     const limit = this.limit();
-    if (this.staleTimer !== null || limit <= 0 || this.total <= limit * STALE_MARK) return;
+    if (this.staleTimer !== null || this.stopped || limit <= 0 || this.total <= limit * STALE_MARK) return;
     this.staleTimer = setTimeout(() => {
       this.staleTimer = null;
       if (this.pending === null) this.enforce();

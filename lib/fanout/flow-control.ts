@@ -53,7 +53,7 @@ const MAX_PROOF_WINDOW = 10_000;
  * Bytes a receiver's kernel must have taken in all before it counts as a reader without showing it again:
  * more than the kernel buffers of a connection that never reads hold.
  */
-const READER_BYTES = 16 * 1024 * 1024;
+export const READER_BYTES = 16 * 1024 * 1024;
 /** Bytes of held senders' input framed per event-loop turn while they are released. */
 const RELEASE_BYTES_PER_TURN = 256 * 1024;
 
@@ -152,6 +152,7 @@ export class FlowControl<M extends FlowMember> {
   holdExternal(holding: boolean): void {
     if (this.external === holding) return;
     this.external = holding;
+    this.noteHolders(Date.now());
     if (!holding && this.holders.size === 0) this.release();
   }
 
@@ -200,6 +201,18 @@ export class FlowControl<M extends FlowMember> {
     out.behindAt = now;
     out.lagging = false;
     out.relievedAt = now;
+    this.laggards.delete(member);
+    this.endCongestion(member);
+  }
+
+  /**
+   * A receiver's queue was dropped for the memory budget: it is not behind now, but it did not read its way
+   * out either, so it is no relief: it shows again that it reads before it holds anyone.
+   */
+  cleared(member: M): void {
+    const out = member.out;
+    out.provenAt = 0;
+    out.lagging = false;
     this.laggards.delete(member);
     this.endCongestion(member);
   }
@@ -309,13 +322,13 @@ export class FlowControl<M extends FlowMember> {
     member.out.congested = false;
     this.congestion.delete(member);
     if (!this.holders.delete(member)) return;
-    this.noteHolders(0);
+    this.noteHolders(Date.now());
     if (!this.holding) this.release();
   }
 
-  /** Keeps `holdingSince`: when receivers began holding senders back, 0 while none does. */
+  /** Keeps `holdingSince`: when senders began to be held back (by receivers or a slow bus), 0 while they are not. */
   private noteHolders(now: number): void {
-    if (this.holders.size === 0) this.holdingSince = 0;
+    if (!this.holding) this.holdingSince = 0;
     else if (this.holdingSince === 0) this.holdingSince = now;
   }
 

@@ -175,7 +175,9 @@ export function writeViews(socket: Socket, views: readonly Buffer[], done: () =>
  * keeps an orphan socket holding them while the peer does not read).
  */
 export function resetSocket(socket: Socket): void {
-  if (socket.destroyed || socket.connecting) return;
+  // After end(), libuv cannot reset (a shutdown is pending): the caller's plain destroy closes it.
+  if (socket.destroyed || socket.connecting || socket.writableEnded) return;
+  if (socket.listenerCount('error') === 0) socket.on('error', () => undefined); // a TLS socket's TCP socket
   try {
     socket.resetAndDestroy();
   } catch {

@@ -452,6 +452,21 @@ describe('FlowControl', () => {
       expect(receiver.out.congested).toBe(true);
     });
 
+    it('takes a queue dropped for the memory budget as no relief: it shows again that it reads', () => {
+      fixture = new Fixture(4);
+      const receiver = fixture.peer('r').fill(HWM * 5);
+      receiver.drip(); // it read while behind: it holds senders
+      expect(fixture.flow.holding).toBe(true);
+      fixture.flow.cleared(receiver); // its queue went for the budget
+      expect(fixture.flow.holding).toBe(false);
+      expect(receiver.out.congested).toBe(false);
+      expect(receiver.out.relievedAt).toBe(0); // not read its way out
+      receiver.fill(HWM * 5); // behind again, the others keep up: a moment only, as one not shown to read
+      expect(fixture.flow.holding).toBe(true);
+      jest.advanceTimersByTime(100);
+      expect(fixture.flow.holding).toBe(false);
+    });
+
     it('holds senders again after a completion', () => {
       fixture = new Fixture(1);
       const receiver = fixture.peer('r').fill(HWM * 5);
