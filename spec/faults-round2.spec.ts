@@ -77,6 +77,20 @@ function readAt(socket: net.Socket, bytesPerSecond: number): void {
   });
 }
 
+/** A receiver that checks the pattern, one that never reads, and a sender: all three joined. */
+async function healthyStalledSender(
+  mux: Multiplexer,
+  port: number,
+): Promise<{ pattern: PatternStream; healthy: PatternReceiver; stalled: net.Socket; sender: net.Socket }> {
+  const pattern = new PatternStream();
+  const healthy = await PatternReceiver.connect(port, pattern);
+  const stalled = await connectSocket(port);
+  stalled.pause();
+  const sender = await connectSocket(port);
+  await waitFor(() => mux.clients.size === 3, 'everyone to join');
+  return { pattern, healthy, stalled, sender };
+}
+
 /** Writes `total` bytes of `pattern` at no more than `bytesPerSecond`, honouring backpressure. */
 async function sendPaced(
   socket: net.Socket,
@@ -213,12 +227,7 @@ describe('receivers that take nothing (issue 8.5, sendTimeout)', () => {
     async (policy) => {
       const events = recorder();
       const { mux, port } = await startMux(options({ slowConsumer: policy, sendTimeout: 500 }), events.attach);
-      const pattern = new PatternStream();
-      const healthy = await PatternReceiver.connect(port, pattern);
-      const stalled = await connectSocket(port);
-      stalled.pause();
-      const sender = await connectSocket(port);
-      await waitFor(() => mux.clients.size === 3, 'everyone to join');
+      const { pattern, healthy, stalled, sender } = await healthyStalledSender(mux, port);
       // More than the kernel's buffers take (about 4 MiB on loopback), less than maxQueuedBytes (8 MiB).
       const total = 6 * MiB;
       await sendPattern(sender, pattern, total);
@@ -383,6 +392,24 @@ describe('slowloris (issue 8.12, messageTimeout)', () => {
   });
 });
 
+/**
+ * A 16 MiB budget and 12 MiB queues under drop-newest: a receiver that takes nothing keeps its oldest 12 MiB,
+ * more than half the budget and less than all of it.
+ */
+async function halfBudgetMux(): Promise<{ events: ReturnType<typeof recorder>; mux: Multiplexer; port: number }> {
+  const events = recorder();
+  const { mux, port } = await startMux(
+    options({
+      slowConsumer: 'drop-newest',
+      maxQueuedBytes: 12 * MiB,
+      highWaterMark: 256 * KiB,
+      memoryBudget: 16 * MiB,
+    }),
+    events.attach,
+  );
+  return { events, mux, port };
+}
+
 describe('memoryBudget', () => {
   it("cuts the largest holders with reason 'memory-budget' (drop-newest), while healthy receivers lose nothing", async () => {
     const events = recorder();
@@ -417,23 +444,8 @@ describe('memoryBudget', () => {
   }, 60_000);
 
   it('past half the budget, cuts a receiver whose connection took nothing for a second, before the budget is reached', async () => {
-    const events = recorder();
-    const { mux, port } = await startMux(
-      // Under drop-newest the never-reading receiver keeps its oldest 12 MiB: more than half the budget, less than all.
-      options({
-        slowConsumer: 'drop-newest',
-        maxQueuedBytes: 12 * MiB,
-        highWaterMark: 256 * KiB,
-        memoryBudget: 16 * MiB,
-      }),
-      events.attach,
-    );
-    const pattern = new PatternStream();
-    const healthy = await PatternReceiver.connect(port, pattern);
-    const stalled = await connectSocket(port);
-    stalled.pause();
-    const sender = await connectSocket(port);
-    await waitFor(() => mux.clients.size === 3, 'everyone to join');
+    const { events, mux, port } = await halfBudgetMux();
+    const { pattern, healthy, stalled, sender } = await healthyStalledSender(mux, port);
     const total = 24 * MiB;
     let peakHeld = 0;
     await sendPattern(sender, pattern, total, () => {
@@ -448,16 +460,7 @@ describe('memoryBudget', () => {
   }, 60_000);
 
   it('keeps a receiver that showed it reads, though it took nothing for a second past half the budget', async () => {
-    const events = recorder();
-    const { mux, port } = await startMux(
-      options({
-        slowConsumer: 'drop-newest',
-        maxQueuedBytes: 12 * MiB,
-        highWaterMark: 256 * KiB,
-        memoryBudget: 16 * MiB,
-      }),
-      events.attach,
-    );
+    const { events, mux, port } = await halfBudgetMux();
     const pattern = new PatternStream();
     const healthy = await connectSocket(port); // reads all, counting (the pattern starts over at each send)
     let healthyGot = 0;
