@@ -165,7 +165,9 @@ export class Inbound implements MessageSink {
 
   /** Receivers caught up: frames what waited for them, about `max` bytes at most. Returns the bytes framed. */
   releaseFromFlow(max: number): number {
-    return this.feed(max);
+    const fed = this.feed(max);
+    this.check(); // a client that left meanwhile is done once this was the last of it
+    return fed;
   }
 
   /** Reading may resume as far as flow control is concerned. */

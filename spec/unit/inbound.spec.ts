@@ -307,6 +307,20 @@ describe('Inbound', () => {
       expect(owner.inbound.stashed).toBe(false);
     });
 
+    it('reports the input done once what a departed client sent while receivers were behind is released', () => {
+      owner = new Owner(settingsWith());
+      owner.inbound.grant();
+      owner.flowHolding = true;
+      owner.receive('one\ntwo\n');
+      owner.inbound.depart(); // it reset while its input waited for receivers to catch up
+      expect(owner.inputsDone).toBe(0);
+      owner.flowHolding = false;
+      owner.inbound.releaseFromFlow(1000);
+      expect(owner.processed).toEqual(['one\n', 'two\n']);
+      expect(owner.inbound.done).toBe(true);
+      expect(owner.inputsDone).toBe(1); // else its session never finishes, and keeps its connection slot
+    });
+
     it('pauses and resumes reading for flow control', () => {
       owner = new Owner(settingsWith());
       owner.inbound.pauseForFlow();
