@@ -2,7 +2,7 @@ import type { GatePass } from '../admission/gate';
 import type { Client } from '../client';
 import { withCode } from '../errors';
 import { STALE_MS, type BudgetHolder } from '../fanout/budget';
-import { READER_BYTES, type FlowMember } from '../fanout/flow-control';
+import { neverShownReading, type FlowMember } from '../fanout/flow-control';
 import { Outbound, type OutboundOwner } from '../fanout/outbound';
 import type { Receiver } from '../fanout/turn-log';
 import type { MemoryAccount } from '../fanout/slab';
@@ -111,9 +111,8 @@ export class Session<S extends object>
   get stale(): boolean {
     const out = this.out;
     if (out.heldBytes === 0 || Date.now() - out.progressAt <= STALE_MS) return false;
-    // Only one that never showed it reads (a slow reader's kernel may wake the writer seconds apart): it never
-    // read its way out of a backlog, and its kernel took no more than a connection that never reads holds.
-    return out.relievedAt === 0 && out.takenBytes < READER_BYTES;
+    // Only one that never showed it reads: a slow reader's kernel may wake the writer seconds apart.
+    return neverShownReading(out);
   }
 
   toString(): string {

@@ -26,7 +26,7 @@ const LOW_WATER = 0.9;
 const STALE_MARK = 0.5;
 /** A holder whose connection took nothing for this long while it had output waiting is stale. */
 export const STALE_MS = 1000;
-/** Stale holders are looked for at most this often. */
+/** How often stale holders are looked for while more than half the budget is spent. */
 const STALE_CHECK_MS = 100;
 
 /**
@@ -36,9 +36,9 @@ const STALE_CHECK_MS = 100;
  * policy, until the total is back under 90 % of it.
  *
  * Past half of it, holders that never showed they read and whose connection took nothing for a second while
- * output waited for it (peers that never read) are dealt with, largest first, until the total is back under half. What they free
- * leaves the process only at V8's next garbage collection, some 64 MiB of allocation later: without this, a
- * crowd of such peers keeps the budget at its limit and the process that far above it.
+ * output waited for it (peers that never read) are dealt with, largest first, until the total is back under
+ * half. What they free leaves the process only at V8's next garbage collection, some 64 MiB of allocation
+ * later: without this, a crowd of such peers keeps the budget at its limit and the process that far above it.
  */
 export class MemoryBudget implements MemoryAccount {
   private total = 0;
@@ -67,7 +67,7 @@ export class MemoryBudget implements MemoryAccount {
     if (limit <= 0 || this.stopped || this.total <= limit * STALE_MARK) return;
     // Acting at once could run user code (events) in the middle of a fan-out or a read: at the end of the turn.
     if (this.total > limit && this.pending === null) this.pending = setImmediate(this.enforce);
-    else this.watchStale();
+    else this.watchStale(limit);
   }
 
   release(bytes: number): void {
@@ -92,8 +92,8 @@ export class MemoryBudget implements MemoryAccount {
     const limit = this.limit();
     if (limit <= 0 || this.total <= limit * STALE_MARK) return;
     const holders = [...this.holders()].filter((holder) => holder.heldBytes > 0);
-    holders.sort((a, b) => Number(b.stalled) - Number(a.stalled) || b.heldBytes - a.heldBytes);
     if (this.total > limit) {
+      holders.sort((a, b) => Number(b.stalled) - Number(a.stalled) || b.heldBytes - a.heldBytes);
       for (const holder of holders) {
         if (this.total <= limit * LOW_WATER) break;
         holder.shed(false);
@@ -105,12 +105,11 @@ export class MemoryBudget implements MemoryAccount {
       if (this.total <= limit * STALE_MARK) break;
       holder.shed(true);
     }
-    this.watchStale();
+    this.watchStale(limit);
   };
 
   /** Checks again soon while more than half the budget is spent: a holder may become stale meanwhile. */
-  private watchStale(): void {
-    const limit = this.limit();
+  private watchStale(limit: number): void {
     if (this.staleTimer !== null || this.stopped || limit <= 0 || this.total <= limit * STALE_MARK) return;
     this.staleTimer = setTimeout(() => {
       this.staleTimer = null;

@@ -53,7 +53,7 @@ const MAX_PROOF_WINDOW = 10_000;
  * Bytes a receiver's kernel must have taken in all before it counts as a reader without showing it again:
  * more than the kernel buffers of a connection that never reads hold.
  */
-export const READER_BYTES = 16 * 1024 * 1024;
+const READER_BYTES = 16 * 1024 * 1024;
 /** Bytes of held senders' input framed per event-loop turn while they are released. */
 const RELEASE_BYTES_PER_TURN = 256 * 1024;
 
@@ -67,6 +67,14 @@ interface Census {
 
 /** The census of a check with nobody behind: nobody is counted. */
 const NO_CENSUS: Census = { keepingUp: 0, slowOthers: 0, drained: 0, quiet: 0 };
+
+/**
+ * True when a receiver never showed it reads: it never read its way out of a backlog, and its kernel took no
+ * more than the buffers of a connection that never reads hold.
+ */
+export function neverShownReading(out: Outbound): boolean {
+  return out.relievedAt === 0 && out.takenBytes < READER_BYTES;
+}
 
 /** A receiver's time behind before this episode, faded by half for each second since `behindAt`. */
 function fadedBehind(out: Outbound, now: number): number {
